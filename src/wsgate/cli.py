@@ -1,0 +1,48 @@
+"""The one `wsgate` entry point.
+
+Subcommands are imported only when used: `wsgate edge` must not pay for
+Streamlit's import (~0.6 s) and a broken optional extra must not break the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from wsgate import __version__
+
+# name -> "module:attribute" of a click.Command
+COMMANDS: dict[str, tuple[str, str]] = {
+    "edge": ("wsgate.edge.command:edge", "Run the edge proxy in front of an origin."),
+    "run": ("wsgate.guard.command:run", "Run a Streamlit script behind the origin guard."),
+    "doctor": ("wsgate.doctor.command:doctor", "Probe a deployment end to end and explain faults."),
+    "logs": ("wsgate.logs.command:logs", "Filter, join and summarise edge and origin logs."),
+    "demo": ("wsgate.demo.command:demo", "Start a guarded sample app behind the edge."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target[0].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target[0]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from the table so `wsgate --help` imports nothing heavy.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_text) for name, (_, help_text) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wsgate")
+def main() -> None:
+    """Make WebSocket apps work, stay private and stay diagnosable behind an edge proxy."""

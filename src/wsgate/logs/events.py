@@ -1,0 +1,186 @@
+"""The one log event schema shared by the edge and the origin guard.
+
+Every event is one JSON object per line in Google Cloud Logging's structured
+format, so Cloud Run ingests it as it is: `severity`, `message`, `httpRequest`
+and `timestamp` are read by Cloud Logging; every other top-level key lands in
+`jsonPayload`. wsgate's own keys are flat camelCase (see FIELDS) so that
+`wsgate logs` and `gcloud logging read 'jsonPayload.requestId="..."'` agree.
+
+Events never carry header values wholesale: callers pass the few fields below,
+which is how the secret is kept out of every log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO, Any, Final, Literal
+
+Severity = Literal["DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL"]
+Source = Literal["edge", "origin"]
+
+# wsgate's own top-level fields, documented for `wsgate logs --format json` users.
+FIELDS: Final[dict[str, str]] = {
+    "source": "edge | origin: which wsgate component wrote the event",
+    "requestId": "X-Request-Id shared by the edge and the origin for one request",
+    "route": "the edge route pattern that matched (edge only)",
+    "upstream": "the origin URL the edge forwarded to (edge only)",
+    "isWebSocket": "true for an upgrade request / WebSocket session",
+    "wsDurationMs": "how long the WebSocket tunnel stayed open",
+    "bytesFromClient": "bytes received from the client (body or tunnel)",
+    "bytesToClient": "bytes sent to the client (body or tunnel)",
+    "closeCode": "WebSocket close code seen or sent by the edge",
+    "closedBy": "client | origin | edge: who ended the WebSocket session",
+    "errorClass": "stable error id, e.g. connect-refused, upstream-timeout, bad-request",
+    "error": "one-line human-readable error",
+    "reason": "origin guard refusal reason: missing | mismatch | repeated",
+    "refusedCount": "origin guard: refusals summarised into this event under a flood",
+}
+
+TRACE_KEY: Final = "logging.googleapis.com/trace"
+LOGGER_NAME: Final = "wsgate.events"
+
+
+@dataclass(slots=True, frozen=True)
+class HttpRequest:
+    """Cloud Logging's `HttpRequest` message, the subset wsgate fills in."""
+
+    method: str
+    url: str
+    status: int
+    latency_s: float
+    remote_ip: str
+    user_agent: str = ""
+    request_size: int = 0
+    response_size: int = 0
+    protocol: str = "HTTP/1.1"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requestMethod": self.method,
+            "requestUrl": self.url,
+            "status": self.status,
+            # Cloud Logging's Duration JSON form: seconds with an "s" suffix.
+            "latency": f"{self.latency_s:.6f}s",
+            "remoteIp": self.remote_ip,
+            "userAgent": self.user_agent,
+            # int64 fields are strings in the LogEntry JSON mapping.
+            "requestSize": str(self.request_size),
+            "responseSize": str(self.response_size),
+            "protocol": self.protocol,
+        }
+
+
+def utc_timestamp(epoch: float | None = None) -> str:
+    """RFC 3339 with microseconds, the form Cloud Logging prints."""
+    now = time.time() if epoch is None else epoch
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def build_event(
+    *,
+    source: Source,
+    message: str,
+    severity: Severity = "INFO",
+    http: HttpRequest | None = None,
+    trace: str | None = None,
+    epoch: float | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """One event as a JSON-ready dict; `fields` must be keys of FIELDS."""
+    unknown = set(fields) - FIELDS.keys()
+    if unknown:
+        raise ValueError(f"unknown log event fields: {sorted(unknown)}")
+    event: dict[str, Any] = {
+        "timestamp": utc_timestamp(epoch),
+        "severity": severity,
+        "message": message,
+        "source": source,
+    }
+    if http is not None:
+        event["httpRequest"] = http.as_json()
+    if trace:
+        event[TRACE_KEY] = trace
+    for key, value in fields.items():
+        if value is not None:
+            event[key] = value
+    return event
+
+
+def dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Formats records carrying `extra={"event": {...}}` as that event's JSON line.
+
+    Records without an event (library warnings, say) become a minimal event so the
+    stream stays one JSON object per line.
+    """
+
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source: Source = source
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "event", None)
+        if isinstance(event, dict):
+            return dumps(event)
+        severity = "ERROR" if record.levelno >= logging.ERROR else (
+            "WARNING" if record.levelno >= logging.WARNING else "INFO"
+        )
+        message = record.getMessage()
+        if record.exc_info:
+            # One line even for a traceback: the last line names the exception.
+            message = f"{message}: {self.formatException(record.exc_info).splitlines()[-1]}"
+        return dumps(build_event(source=self.source, message=message, severity=severity,
+                                 epoch=record.created))
+
+
+def configure_event_logging(
+    source: Source, destination: str | None = None, level: int = logging.INFO
+) -> logging.Logger:
+    """Send wsgate events as JSON lines to stdout (default), stderr, or a file path.
+
+    Returns the events logger; emit with `emit(logger, event)`.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler: logging.Handler
+    if destination in (None, "-", "stdout"):
+        handler = logging.StreamHandler(sys.stdout)
+    elif destination == "stderr":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(destination, encoding="utf-8")
+    handler.setFormatter(JsonLineFormatter(source))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return logger
+
+
+_LEVELS: Final[dict[str, int]] = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "NOTICE": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+
+def emit(logger: logging.Logger, event: dict[str, Any]) -> None:
+    level = _LEVELS.get(str(event.get("severity")), logging.INFO)
+    if logger.isEnabledFor(level):
+        logger.log(level, event["message"], extra={"event": event})
+
+
+def write_event(stream: IO[str], event: dict[str, Any]) -> None:
+    """Write one event line directly, for callers that own their stream."""
+    stream.write(dumps(event) + "\n")
