@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v nginx >/dev/null || need_apt+=(nginx)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v wrk >/dev/null || need_apt+=(wrk)
-command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromium >/dev/null || need_apt+=(chromium fonts-liberation)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if ((${#need_apt[@]})); then
     SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq

@@ -131,9 +131,11 @@ class JsonLineFormatter(logging.Formatter):
         event = getattr(record, "event", None)
         if isinstance(event, dict):
             return dumps(event)
-        severity = "ERROR" if record.levelno >= logging.ERROR else (
-            "WARNING" if record.levelno >= logging.WARNING else "INFO"
-        )
+        severity: Severity = "INFO"
+        if record.levelno >= logging.ERROR:
+            severity = "ERROR"
+        elif record.levelno >= logging.WARNING:
+            severity = "WARNING"
         message = record.getMessage()
         if record.exc_info:
             # One line even for a traceback: the last line names the exception.

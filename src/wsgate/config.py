@@ -1,0 +1,432 @@
+"""Edge settings: TOML file + environment + command-line flags → frozen, validated dataclasses.
+
+Precedence (highest first): CLI flags, `WSGATE_EDGE_*` environment variables, the TOML
+file, built-in defaults. Every error names the key and the problem (`ConfigError`);
+unknown keys are rejected so a typo never silently falls back to a default.
+
+The secret VALUE is never read from TOML or argv: only from the environment variable
+named by `secret_env` or from `secret_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+ENV_PREFIX: Final = "WSGATE_EDGE_"
+DEFAULT_SECRET_ENV: Final = "WSGATE_SECRET"  # noqa: S105 - a variable name
+DEFAULT_CACHE_EXTENSIONS: Final = (
+    ".js", ".css", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".woff", ".woff2", ".ico",
+)
+# RFC 9110 token characters: what a header name may contain.
+_TOKEN_RE: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Visible ASCII plus space/tab, no leading/trailing whitespace: a safe header value.
+_PUBLIC_HOST_RE: Final = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+_VALUE_RE: Final = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user: `key: problem`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str  # "http" | "https"
+    host: str  # hostname or IP literal, without brackets
+    port: int
+    url: str  # normalised "scheme://host[:port]" for logs
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> str:
+        """Host header value for the origin: its host, with the port when not default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    pattern: str  # as written, used as the route label in logs and metrics
+    host: str  # "" = any host; "*.example.com" = subdomains; else exact (lowercase)
+    path: str  # path prefix when `prefix`, else the exact path
+    prefix: bool
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRule:
+    extensions: tuple[str, ...] = DEFAULT_CACHE_EXTENSIONS
+    value: str = "public, max-age=86400"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 16384
+    max_header_count: int = 100
+    max_body_bytes: int = 200 * 1024 * 1024
+    # Write-buffer high-water mark per socket: bounds memory per connection.
+    write_buffer_bytes: int = 65536
+    upstream_keepalive: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    upstream_response: float = 60.0
+    client_idle: float = 75.0
+    request_header: float = 10.0
+    client_body: float = 30.0
+    upstream_idle: float = 4.0
+    websocket_ping_interval: float = 0.0
+    drain: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    routes: tuple[Route, ...]
+    secret: str = field(repr=False, default="")
+    listen: str = "127.0.0.1:8080"
+    admin_listen: str = ""
+    public_host: str = ""
+    forwarded_proto: str = "https"
+    client_ip_header: str = ""
+    secret_header: str = "X-CF-Secret"  # noqa: S105 - a header name
+    secret_env: str = DEFAULT_SECRET_ENV
+    secret_file: str = ""
+    insecure_no_secret: bool = False
+    log_file: str = ""
+    marker_header: str = "X-Worker-Proxy: Active"
+    strip_response_headers: tuple[str, ...] = ("X-Cloud-Trace-Context",)
+    tls_cert: str = ""
+    tls_key: str = ""
+    origin_ca_file: str = ""
+    cache: CacheRule = CacheRule()
+    limits: Limits = Limits()
+    timeouts: Timeouts = Timeouts()
+
+    @property
+    def listen_addr(self) -> tuple[str, int]:
+        return parse_hostport(self.listen, "listen")
+
+    @property
+    def admin_addr(self) -> tuple[str, int] | None:
+        return parse_hostport(self.admin_listen, "admin_listen") if self.admin_listen else None
+
+    @property
+    def marker(self) -> tuple[str, str] | None:
+        if not self.marker_header:
+            return None
+        name, _, value = self.marker_header.partition(":")
+        return name.strip(), value.strip()
+
+
+# Keys accepted at each level of the TOML document (and in the environment).
+_TOP_SCALARS: Final = {f.name for f in dataclasses.fields(EdgeConfig)} - {
+    "routes", "secret", "cache", "limits", "timeouts"}
+_SECTIONS: Final[dict[str, type[Any]]] = {
+    "cache": CacheRule, "limits": Limits, "timeouts": Timeouts}
+_ROUTE_KEYS: Final = {"pattern", "origin"}
+
+
+def parse_hostport(text: str, key: str) -> tuple[str, int]:
+    """"host:port" or "[v6]:port" → (host, port)."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigError(f"{key}: {text!r} is not [IPv6]:PORT")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ConfigError(f"{key}: {text!r} is not HOST:PORT (IPv6 needs [brackets])")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: port {port_text!r} is not a number in 0-65535")
+    return host or "0.0.0.0", int(port_text)
+
+
+def parse_origin(url: str, key: str) -> Origin:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{key}: {url!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ConfigError(f"{key}: {url!r} has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"{key}: {url!r} must be scheme://host[:port] only "
+                          "(the client's path and query are forwarded unchanged)")
+    port = port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname.lower()
+    shown = f"[{host}]" if ":" in host else host
+    return Origin(parts.scheme, host, port, f"{parts.scheme}://{shown}:{port}")
+
+
+def parse_route(pattern: str, origin: str, key: str) -> Route:
+    """`host/path*`: host "" or "*" = any, "*.example.com" = subdomains; a trailing
+    `*` on the path makes it a prefix; no path means "/*"."""
+    if not pattern or any(c.isspace() for c in pattern):
+        raise ConfigError(f"{key}.pattern: {pattern!r} must be non-empty, without spaces")
+    host, slash, path = pattern.partition("/")
+    path = slash + path if slash else "/*"
+    host = host.lower()
+    if host == "*":
+        host = ""
+    if host and not re.fullmatch(r"(\*\.)?[a-z0-9.\-\[\]:]+", host):
+        raise ConfigError(f"{key}.pattern: host part {host!r} is not a host name")
+    prefix = path.endswith("*")
+    path = path.rstrip("*") if prefix else path
+    if "*" in path:
+        raise ConfigError(f"{key}.pattern: '*' is allowed only at the end of the path")
+    return Route(pattern, host, path, prefix, parse_origin(origin, f"{key}.origin"))
+
+
+def _check_header_name(value: str, key: str) -> None:
+    if not _TOKEN_RE.match(value):
+        raise ConfigError(f"{key}: {value!r} is not a valid header name")
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Check/convert one value to the dataclass field type; env values arrive as str."""
+    if kind is bool:
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return value
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number of seconds, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number of seconds, got {value!r}")
+        if value < 0 or value != value or value == float("inf"):
+            raise ConfigError(f"{key}: must be a finite number >= 0, got {value}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    # tuple[str, ...]
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if isinstance(kind, types.GenericAlias):
+            kind = tuple
+        kwargs[name] = _coerce(value, kind, prefix + name)
+    return cls(**kwargs)
+
+
+def _reject_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        place = f" in [{where}]" if where else ""
+        raise ConfigError(f"{unknown[0]}: unknown key{place} (known: {', '.join(sorted(allowed))})")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """WSGATE_EDGE_LISTEN, WSGATE_EDGE_TIMEOUTS_CONNECT, ... → nested raw dict."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key in _TOP_SCALARS:
+            out[key] = value
+            continue
+        section, _, sub = key.partition("_")
+        if section in _SECTIONS and sub in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+            out.setdefault(section, {})[sub] = value
+        elif key == "origin":
+            out["origin"] = value
+        else:
+            raise ConfigError(f"{name}: unknown wsgate edge environment variable")
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_secret(secret_env: str, secret_file: str, environ: Mapping[str, str]) -> str:
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"secret_file: cannot read {secret_file!r}: {exc.strerror}") from None
+        where = f"secret_file {secret_file!r}"
+    else:
+        secret = environ.get(secret_env, "").strip()
+        where = f"environment variable {secret_env}"
+    if secret and not _VALUE_RE.match(secret):
+        # Never echo the value itself.
+        raise ConfigError(f"secret: the value in {where} is not a valid header value "
+                          "(printable ASCII only)")
+    return secret
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                cli: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> EdgeConfig:
+    """Build the edge settings. `cli` holds flag values already named like TOML keys
+    (`origin` for the catch-all route, nested dicts for sections); None values are ignored."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {str(path)!r}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {str(path)!r} is not valid TOML: {exc}") from None
+        _reject_unknown(raw, _TOP_SCALARS | set(_SECTIONS) | {"routes"}, "")
+    raw = _merge(raw, _env_overrides(environ))
+    raw = _merge(raw, {k: v for k, v in (cli or {}).items() if v is not None})
+
+    # Routes: [[routes]] from the file, or one catch-all from `origin` (flag or env).
+    origin = raw.pop("origin", None)
+    routes_raw = raw.pop("routes", None)
+    if origin is not None:
+        if not isinstance(origin, str):
+            raise ConfigError(f"origin: expected a URL string, got {origin!r}")
+        routes_raw = [{"pattern": "*/*", "origin": origin}]
+    if not routes_raw:
+        raise ConfigError("routes: no route configured (add [[routes]] to the config "
+                          "or pass --origin URL)")
+    if not isinstance(routes_raw, list):
+        raise ConfigError("routes: must be an array of tables ([[routes]])")
+    routes = []
+    for i, entry in enumerate(routes_raw):
+        key = f"routes[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{key}: must be a table with pattern and origin")
+        _reject_unknown(entry, _ROUTE_KEYS, "routes")
+        for need in ("pattern", "origin"):
+            if not isinstance(entry.get(need), str):
+                raise ConfigError(f"{key}.{need}: missing or not a string")
+        routes.append(parse_route(entry["pattern"], entry["origin"], key))
+
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        sub = raw.pop(name, {})
+        if not isinstance(sub, Mapping):
+            raise ConfigError(f"{name}: must be a table ([{name}])")
+        _reject_unknown(sub, {f.name for f in dataclasses.fields(cls)}, name)
+        sections[name] = _build(cls, sub, f"{name}.")
+    hints = typing.get_type_hints(EdgeConfig)
+    values = {name: _coerce(value, tuple if name == "strip_response_headers" else hints[name],
+                            name) for name, value in raw.items()}
+    secret = read_secret(values.get("secret_env", DEFAULT_SECRET_ENV),
+                         values.get("secret_file", ""), environ)
+    config = EdgeConfig(routes=tuple(routes), secret=secret, **sections, **values)
+    validate(config)
+    return config
+
+
+def validate(c: EdgeConfig) -> None:
+    """Cross-field and value checks, each naming its key."""
+    c.listen_addr  # noqa: B018 - parses and raises ConfigError on a bad value
+    c.admin_addr  # noqa: B018
+    if c.public_host and not _PUBLIC_HOST_RE.fullmatch(c.public_host):
+        raise ConfigError(f"public_host: {c.public_host!r} is not host[:port]")
+    if c.forwarded_proto not in ("http", "https"):
+        raise ConfigError(f"forwarded_proto: must be http or https, got {c.forwarded_proto!r}")
+    _check_header_name(c.secret_header, "secret_header")
+    if c.client_ip_header:
+        _check_header_name(c.client_ip_header, "client_ip_header")
+        if c.client_ip_header.lower() == c.secret_header.lower():
+            raise ConfigError("client_ip_header: must differ from secret_header")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c.secret_env):
+        raise ConfigError(f"secret_env: {c.secret_env!r} is not an environment variable name")
+    if not c.secret and not c.insecure_no_secret:
+        where = f"secret_file {c.secret_file!r} is empty" if c.secret_file else (
+            f"environment variable {c.secret_env} is not set")
+        raise ConfigError(f"secret: {where}; set it (or choose another with --secret-env / "
+                          "--secret-file), or pass --insecure-no-secret to run without one")
+    if c.marker_header:
+        name, sep, value = c.marker_header.partition(":")
+        if not sep:
+            raise ConfigError(f"marker_header: {c.marker_header!r} must be 'Name: value'")
+        _check_header_name(name.strip(), "marker_header")
+        if not _VALUE_RE.match(value.strip()):
+            raise ConfigError(f"marker_header: value {value.strip()!r} is not a valid header value")
+    for name in c.strip_response_headers:
+        _check_header_name(name, "strip_response_headers")
+    if bool(c.tls_cert) != bool(c.tls_key):
+        raise ConfigError("tls_cert: tls_cert and tls_key must be given together")
+    for key in ("tls_cert", "tls_key", "origin_ca_file"):
+        value = getattr(c, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{key}: file {value!r} does not exist")
+    for ext in c.cache.extensions:
+        if not re.fullmatch(r"\.[A-Za-z0-9]+", ext):
+            raise ConfigError(f"cache.extensions: {ext!r} must look like '.js'")
+    if c.cache.value and not _VALUE_RE.match(c.cache.value):
+        raise ConfigError(f"cache.value: {c.cache.value!r} is not a valid header value")
+    lim = c.limits
+    if lim.max_header_bytes < 1024:
+        raise ConfigError("limits.max_header_bytes: must be at least 1024")
+    if lim.max_header_count < 8:
+        raise ConfigError("limits.max_header_count: must be at least 8")
+    if lim.write_buffer_bytes < 4096:
+        raise ConfigError("limits.write_buffer_bytes: must be at least 4096")
+    t = c.timeouts
+    for name in ("connect", "upstream_response", "client_idle", "request_header",
+                 "client_body", "drain"):
+        if getattr(t, name) <= 0:
+            raise ConfigError(f"timeouts.{name}: must be greater than 0")
+    if 0 < t.websocket_ping_interval < 1:
+        raise ConfigError("timeouts.websocket_ping_interval: use 0 (off) or at least 1 second")
+
+
+def ip_literal(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

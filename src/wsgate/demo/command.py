@@ -1,0 +1,244 @@
+"""`wsgate demo`: the whole system on loopback in one command."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from wsgate.demo.stack import (
+    DemoPlan,
+    DemoStack,
+    DoctorRun,
+    Refusal,
+    StartupError,
+    bundled_app,
+    free_port,
+    tail,
+    verdict,
+)
+
+MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "warn": "[yellow]![/]",
+         "skip": "[dim]-[/]"}
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP: leave the same way as Ctrl-C."""
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def duration(ms: object) -> str:
+    if not isinstance(ms, int | float):
+        return ""
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+
+
+def check_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per doctor check: mark, id (aligned), detail, time (pure)."""
+    checks = [c for c in report.get("checks", []) if isinstance(c, Mapping)]
+    width = max((len(str(c.get("id", "?"))) for c in checks), default=0)
+    lines = []
+    for check in checks:
+        mark = MARKS.get(str(check.get("status")), "?")
+        name = escape(str(check.get("id", "?")).ljust(width))
+        detail = escape(str(check.get("detail", "")))
+        took = duration(check.get("durationMs"))
+        lines.append(f"      {mark} {name}  {detail}" + (f" [dim]({took})[/]" if took else ""))
+    return lines
+
+
+def diagnosis_lines(report: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for diag in report.get("diagnoses", []):
+        if not isinstance(diag, Mapping):
+            continue
+        colour = "red" if diag.get("severity") == "error" else "yellow"
+        lines.append(f"      [{colour}]{escape(str(diag.get('id', '?')))}[/]: "
+                     f"{escape(str(diag.get('summary', '')))}")
+        if diag.get("fix"):
+            lines.append(f"        [dim]fix:[/] {escape(str(diag['fix']))}")
+    return lines
+
+
+def show_edge_report(console: Console, run: DoctorRun) -> None:
+    if run.report is None:
+        console.print(f"  [red]✗[/] doctor through the edge: {escape(run.error or '')}")
+        return
+    mark, word = ("[green]✓[/]", "ok") if run.ok else ("[red]✗[/]", "NOT ok")
+    console.print(f"  {mark} doctor through the edge: [bold]{word}[/] "
+                  f"[dim]({run.elapsed_s:.1f} s)[/]")
+    for line in check_lines(run.report) + diagnosis_lines(run.report):
+        console.print(line, highlight=False)
+
+
+def show_origin_report(console: Console, refusal: Refusal, run: DoctorRun) -> None:
+    if refusal.refused:
+        console.print("  [green]✓[/] origin without the secret: refused "
+                      "(page 403, WebSocket upgrade 403)")
+    elif refusal.error:
+        console.print(f"  [red]✗[/] origin probe failed: {escape(refusal.error)}")
+    else:
+        console.print(f"  [red]✗[/] origin without the secret answered page "
+                      f"{refusal.http_status}, upgrade {refusal.upgrade_status} (expected 403)")
+    if run.report is None:
+        console.print(f"      [dim]doctor on the origin: {escape(run.error or '')}[/]")
+        return
+    ids = ", ".join(run.diagnosis_ids()) or "none"
+    console.print(f"      [dim]doctor on the origin directly (no secret): "
+                  f"diagnosis {escape(ids)}[/]")
+
+
+def wait_forever(console: Console, stack: DemoStack) -> int:
+    """Until Ctrl-C (exit 0) or until a child dies on its own (exit 1)."""
+    while True:
+        dead = stack.first_dead()
+        if dead is not None:
+            code = dead.process.returncode if dead.process else None
+            console.print(f"[red]✗ {dead.name} exited on its own (status {code})[/]")
+            return 1
+        time.sleep(0.5)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--check", is_flag=True,
+              help="Non-interactive: exit 0 only if the doctor reports ok through the edge "
+                   "and the origin refuses direct access, else print what failed and exit 1.")
+@click.option("--app", "app_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Streamlit script to serve instead of the bundled sample.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Edge (public) port on 127.0.0.1; 0 picks a free one.")
+@click.option("--origin-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Origin port on 127.0.0.1; 0 picks a free one.")
+@click.option("--startup-timeout", type=click.FloatRange(1, 600), default=90.0,
+              show_default=True, help="Seconds to wait for both processes to be ready.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the edge's and origin's logs here (default: a temporary "
+                   "directory removed on exit).")
+def demo(check: bool, app_path: Path | None, port: int, origin_port: int,
+         startup_timeout: float, log_dir: Path | None) -> None:
+    """Start a guarded sample Streamlit app behind the edge, on loopback.
+
+    Prints the public URL (through the edge) and the origin's own URL (which
+    refuses you: 403), runs the doctor against both, and runs until Ctrl-C.
+    """
+    console = Console(highlight=False, soft_wrap=True)
+    if port and port == origin_port:
+        raise click.BadParameter("the edge and the origin need different ports",
+                                 param_hint="--port/--origin-port")
+    temporary = log_dir is None
+    try:
+        logs = Path(tempfile.mkdtemp(prefix="wsgate-demo-")) if log_dir is None else log_dir
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {exc.filename}: {exc.strerror}",
+                                 param_hint="--log-dir") from exc
+    plan = DemoPlan(app=(app_path or bundled_app()).resolve(),
+                    origin_port=origin_port or free_port(), edge_port=port or free_port(),
+                    log_dir=logs)
+    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = _run(console, plan, check, startup_timeout)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if temporary:
+            shutil.rmtree(logs, ignore_errors=True)
+    raise SystemExit(code)
+
+
+def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) -> int:
+    started = time.monotonic()
+    deadline = started + startup_timeout
+    stack = DemoStack(plan)
+    try:
+        console.print("[bold]wsgate demo[/] [dim]— a guarded Streamlit app behind the "
+                      "wsgate edge, on loopback[/]")
+        console.print("  [green]✓[/] fresh secret generated [dim](kept in memory, passed "
+                      "to both processes as $WSGATE_SECRET)[/]")
+        with console.status("  starting the origin (wsgate run + Streamlit)…"):
+            took = stack.start_origin(deadline)
+        console.print(f"  [green]✓[/] origin  [dim]wsgate run[/]   {plan.origin_url}  "
+                      f"[dim]ready in {took:.1f} s[/]")
+        with console.status("  starting the edge (wsgate edge)…"):
+            took = stack.start_edge(deadline)
+        console.print(f"  [green]✓[/] edge    [dim]wsgate edge[/]  {plan.public_url}  "
+                      f"[dim]ready in {took:.1f} s[/]")
+        with console.status("  running the doctor through the edge and on the origin…"), \
+                ThreadPoolExecutor(max_workers=3) as pool:
+            edge_future = pool.submit(stack.doctor_through_edge)
+            origin_future = pool.submit(stack.doctor_on_origin)
+            refusal_future = pool.submit(stack.probe_origin)
+            edge_run, origin_run = edge_future.result(), origin_future.result()
+            refusal = refusal_future.result()
+        show_edge_report(console, edge_run)
+        show_origin_report(console, refusal, origin_run)
+        problems = verdict(edge_run, refusal, origin_run)
+        console.print(f"[dim]Started and checked in {time.monotonic() - started:.1f} s.[/]")
+        if check:
+            return _check_result(console, stack, problems)
+        _show_urls(console, plan, problems)
+        code = wait_forever(console, stack)
+    except StartupError as exc:
+        console.print(f"[red]✗ {escape(str(exc))}[/]")
+        return 1
+    except (KeyboardInterrupt, Stopped):
+        # Stopping is how an interactive demo ends; an interrupted check did not pass.
+        code = 130 if check else 0
+    finally:
+        # A second Ctrl-C must not interrupt the cleanup and leave orphans.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if stack.children and not check:
+                # After SIGHUP the terminal may be gone: printing must not skip the stop.
+                with contextlib.suppress(OSError):
+                    console.print("\nstopping the edge and the origin…")
+            stack.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    with contextlib.suppress(OSError):
+        if check:
+            console.print("[red]interrupted: the check did not finish.[/]")
+        else:
+            console.print("stopped." if code == 0 else "stopped after an error.")
+    return code
+
+
+def _check_result(console: Console, stack: DemoStack, problems: list[str]) -> int:
+    if not problems:
+        console.print("[green bold]demo check passed[/]: the doctor reports ok through the "
+                      "edge and the origin refuses direct access.")
+        return 0
+    console.print("[red bold]demo check FAILED[/]:")
+    for problem in problems:
+        console.print(f"  - {escape(problem)}")
+    for child in stack.children:
+        text = tail(child.output)
+        if text:
+            console.print(f"[dim]last lines of {child.name} output:[/]")
+            console.print(escape(text), highlight=False)
+    return 1
+
+
+def _show_urls(console: Console, plan: DemoPlan, problems: list[str]) -> None:
+    for problem in problems:
+        console.print(f"[yellow]! {escape(problem)}[/]")
+    console.print()
+    console.print(f"  Open    [bold cyan]{plan.public_url}[/]   the app, through the edge")
+    console.print(f"  Direct  {plan.origin_url}   the origin itself: 403 without the secret")
+    console.print(f"  Logs    [dim]wsgate logs --join {plan.edge_log} {plan.origin_log}[/]")
+    console.print()
+    console.print("Press Ctrl-C to stop.")

@@ -1,0 +1,62 @@
+"""`wsgate doctor URL`: probe a deployment end to end and explain what is wrong.
+
+Exit status: 0 no error-severity diagnosis, 1 at least one, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from wsgate.doctor.probes import DoctorOptions, UsageError, diagnose
+from wsgate.doctor.report import render, to_json
+
+
+@click.command()
+@click.argument("url")
+@click.option("--origin", metavar="URL",
+              help="Origin URL to probe directly: it must refuse requests without the secret.")
+@click.option("--secret-env", default="WSGATE_SECRET", show_default=True, metavar="NAME",
+              help="Environment variable holding the shared secret (for --origin checks).")
+@click.option("--secret-header", default="X-CF-Secret", show_default=True, metavar="NAME",
+              help="Header the origin expects the secret in.")
+@click.option("--path", "stream_path", default="/_stcore/stream", show_default=True,
+              help="WebSocket path, relative to the URL's path.")
+@click.option("--generic", is_flag=True,
+              help="Not a Streamlit app: skip health, host-config and the Streamlit session.")
+@click.option("--subprotocol", "subprotocols", multiple=True, metavar="NAME",
+              help="Subprotocol to offer in --generic mode (repeatable).")
+@click.option("--idle-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Hold an idle WebSocket this long and report if and when it drops.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Timeout of each step in seconds (the Streamlit session gets twice this).")
+@click.option("--insecure", is_flag=True, help="Do not verify the TLS certificate.")
+@click.option("--ca-file", type=click.Path(dir_okay=False), default=None,
+              help="PEM file of CA certificates to trust (a private CA).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (stable schema).")
+def doctor(url: str, origin: str | None, secret_env: str, secret_header: str, stream_path: str,
+           generic: bool, subprotocols: tuple[str, ...], idle_seconds: float, timeout: float,
+           insecure: bool, ca_file: str | None, as_json: bool) -> None:
+    """Probe URL hop by hop (DNS, TCP, TLS, HTTP, WebSocket upgrade, Streamlit session,
+    idle hold, origin guard) and explain what is wrong and how to fix it."""
+    if not stream_path.startswith("/"):
+        raise click.UsageError("--path must start with '/'")
+    options = DoctorOptions(
+        origin=origin, secret_env=secret_env, secret_header=secret_header, path=stream_path,
+        generic=generic, subprotocols=subprotocols, idle_seconds=idle_seconds,
+        timeout=timeout, insecure=insecure, ca_file=ca_file)
+    try:
+        report = asyncio.run(diagnose(url, options))
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(to_json(report), indent=2, ensure_ascii=False))
+    else:
+        render(report, color=None if sys.stdout.isatty() else False)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,415 @@
+"""Findings → diagnoses: the doctor's knowledge, as one table, with no I/O.
+
+The probes (probes.py) record what they saw as `Check`s carrying structured
+`facts`; `diagnose_checks` walks the `CAUSES` table in order and turns every
+matching row into a `Diagnosis` with a stable id, the evidence and the fix.
+Adding a cause means adding one row here (and one test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pass", "fail", "warn", "skip"]
+Severity = Literal["error", "warning"]
+# Where on the path client → edge → origin a cause sits (for the path picture).
+Where = Literal["client-edge", "edge", "edge-origin", "origin", "path"]
+
+# Check ids, in probe order. Stable: they are part of the --json interface.
+CHECK_IDS: tuple[str, ...] = (
+    "dns", "tcp", "tls", "http", "health", "host-config", "upgrade", "upgrade-origin",
+    "session", "idle", "forwarded", "origin-http-no-secret", "origin-upgrade-no-secret",
+    "origin-with-secret",
+)
+
+EDGE_UNREACHABLE_STATUSES = frozenset({502, 503, 521, 522, 523, 530})
+EDGE_TIMEOUT_STATUSES = frozenset({504, 524})
+REFUSED_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class Check:
+    """One probe step: what the user sees, plus facts for the diagnosis table."""
+
+    id: str
+    status: Status
+    detail: str
+    duration_ms: float = 0.0
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    id: str
+    severity: Severity
+    summary: str
+    evidence: str
+    fix: str
+    where: Where
+
+
+@dataclass(frozen=True)
+class Report:
+    url: str
+    checks: tuple[Check, ...]
+    diagnoses: tuple[Diagnosis, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnoses)
+
+    def check(self, check_id: str) -> Check | None:
+        return next((c for c in self.checks if c.id == check_id), None)
+
+
+class Findings:
+    """Read-only view of the checks by id, with forgiving accessors for rules."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self._by_id = {c.id: c for c in checks}
+
+    def status(self, check_id: str) -> Status | None:
+        check = self._by_id.get(check_id)
+        return None if check is None else check.status
+
+    def fact(self, check_id: str, name: str, default: Any = None) -> Any:
+        check = self._by_id.get(check_id)
+        return default if check is None else check.facts.get(name, default)
+
+    def detail(self, check_id: str) -> str:
+        check = self._by_id.get(check_id)
+        return "" if check is None else check.detail
+
+    def failed(self, check_id: str) -> bool:
+        return self.status(check_id) == "fail"
+
+
+@dataclass(frozen=True)
+class Match:
+    """A rule fired: the evidence, and values for the row's templates."""
+
+    evidence: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cause:
+    id: str
+    severity: Severity
+    where: Where
+    summary: str  # str.format template over Match.values
+    fix: str  # str.format template over Match.values
+    detect: Callable[[Findings], Match | None]
+    # Why the rule exists, mapped to the seed guide's failure table (docs only).
+    guide_row: str = ""
+
+
+def _status_evidence(f: Findings, check_ids: Sequence[str],
+                     statuses: frozenset[int]) -> Match | None:
+    for check_id in check_ids:
+        status = f.fact(check_id, "status")
+        if status in statuses:
+            return Match(f"{check_id}: HTTP {status} ({f.detail(check_id)})", {"status": status})
+    return None
+
+
+def _dns(f: Findings) -> Match | None:
+    if f.failed("dns"):
+        return Match(f"dns: {f.detail('dns')}", {"host": f.fact("dns", "host", "?")})
+    return None
+
+
+def _tcp(f: Findings) -> Match | None:
+    if f.failed("tcp"):
+        return Match(f"tcp: {f.detail('tcp')}", {"target": f.fact("tcp", "target", "?")})
+    return None
+
+
+def _tls(f: Findings) -> Match | None:
+    if f.failed("tls"):
+        return Match(f"tls: {f.detail('tls')}")
+    return None
+
+
+def _edge_origin_unreachable(f: Findings) -> Match | None:
+    match = _status_evidence(f, ("http", "health", "upgrade"), EDGE_UNREACHABLE_STATUSES)
+    if match is None:
+        return None
+    origin_error = f.fact("origin-http-no-secret", "error")
+    if origin_error:
+        return Match(f"{match.evidence}; origin directly: {origin_error}", match.values)
+    return match
+
+
+def _edge_timeout(f: Findings) -> Match | None:
+    return _status_evidence(f, ("http", "health", "upgrade"), EDGE_TIMEOUT_STATUSES)
+
+
+def _secret_rejected(f: Findings) -> Match | None:
+    # A refusal of the plain request or of the upgrade *without* an Origin header:
+    # Streamlit's Origin check cannot be the reason, the origin guard is.
+    match = _status_evidence(f, ("http", "upgrade"), REFUSED_STATUSES)
+    if match is None:
+        return None
+    evidence = match.evidence
+    if f.status("origin-with-secret") == "pass":
+        evidence += "; the origin accepts the doctor's secret directly, so the edge sends another"
+    return Match(evidence, match.values)
+
+
+def _origin_check_rejected(f: Findings) -> Match | None:
+    refused = f.fact("upgrade-origin", "status") in REFUSED_STATUSES
+    if f.fact("upgrade", "status") == 101 and refused:
+        origin = f.fact("upgrade-origin", "origin", "?")
+        return Match(
+            f"upgrade: 101 without Origin; upgrade-origin: HTTP "
+            f"{f.fact('upgrade-origin', 'status')} with Origin: {origin}",
+            {"origin": origin})
+    return None
+
+
+def _upgrade_not_forwarded(f: Findings) -> Match | None:
+    status = f.fact("upgrade", "status")
+    if status is None or status == 101:
+        return None
+    if status in EDGE_UNREACHABLE_STATUSES | EDGE_TIMEOUT_STATUSES | REFUSED_STATUSES:
+        return None  # explained by the rows above
+    return Match(f"upgrade: {f.detail('upgrade')}", {"status": status})
+
+
+def _accept_invalid(f: Findings) -> Match | None:
+    if f.fact("upgrade", "status") != 101:
+        return None
+    problems = list(f.fact("upgrade", "handshake_problems", ()))
+    if not problems:
+        return None
+    return Match("upgrade: 101 but " + "; ".join(problems))
+
+
+def _subprotocol_dropped(f: Findings) -> Match | None:
+    if f.fact("upgrade", "status") != 101 or f.fact("upgrade", "handshake_problems"):
+        return None
+    offered = tuple(f.fact("upgrade", "offered", ()))
+    selected = f.fact("upgrade", "selected")
+    if offered and selected not in offered:
+        got = "no Sec-WebSocket-Protocol" if selected is None else f"{selected!r}"
+        return Match(f"upgrade: offered {', '.join(offered)}; the answer carried {got}",
+                     {"offered": offered[0]})
+    return None
+
+
+def _closed_after_open(f: Findings) -> Match | None:
+    if f.fact("upgrade", "closed_early"):
+        return Match(f"upgrade: {f.detail('upgrade')}")
+    if f.failed("session") and f.fact("session", "status") == 101 \
+            and f.fact("session", "close_code") is not None:
+        return Match(f"session: {f.detail('session')}")
+    return None
+
+
+def _app_not_rendering(f: Findings) -> Match | None:
+    if f.failed("session") and f.fact("session", "status") == 101 \
+            and f.fact("session", "close_code") is None:
+        return Match(f"session: {f.detail('session')}")
+    return None
+
+
+# (seconds, tolerance, owner, how to raise it) — well-known idle limits on the path.
+KNOWN_IDLE_LIMITS: tuple[tuple[float, float, str], ...] = (
+    (30.0, 3.0, "Google Cloud load balancer backend service timeout (30 s default)"),
+    (50.0, 3.0, "HAProxy `timeout client`/`timeout server` (50 s in Debian's sample config)"),
+    (60.0, 4.0, "nginx `proxy_read_timeout` (60 s default) or AWS ALB idle timeout (60 s)"),
+    (100.0, 6.0, "Cloudflare's proxy idle limit (100 s)"),
+    (240.0, 12.0, "Azure load balancer idle timeout (4 min)"),
+    (300.0, 15.0, "Cloud Run's request timeout (300 s default)"),
+)
+
+
+def likely_idle_owner(seconds: float, server: str = "") -> str:
+    """Name the hop whose idle limit matches; `server` is the edge's Server header."""
+    for limit, tolerance, owner in KNOWN_IDLE_LIMITS:
+        if abs(seconds - limit) <= tolerance:
+            return owner
+    if "nginx" in server.lower():
+        return "nginx `proxy_read_timeout` (the edge answers as nginx, set below the default)"
+    if "cloudflare" in server.lower():
+        return "Cloudflare or a proxy behind it"
+    return ("a proxy idle timeout on the path (nginx `proxy_read_timeout`, HAProxy "
+            "`timeout tunnel`/`timeout client`, a cloud load balancer, Cloud Run's request "
+            "timeout)")
+
+
+def suggested_ping_interval(seconds: float) -> int:
+    """A ping interval comfortably below the measured limit (half, at least 1 s)."""
+    return max(1, int(seconds // 2))
+
+
+def _idle_timeout(f: Findings) -> Match | None:
+    if not f.failed("idle"):
+        return None
+    seconds = float(f.fact("idle", "dropped_after_s", 0.0))
+    code = f.fact("idle", "close_code")
+    server = str(f.fact("http", "proxies", {}).get("server", ""))
+    return Match(
+        f"idle: {f.detail('idle')}",
+        {"seconds": f"{seconds:.1f}", "owner": likely_idle_owner(seconds, server),
+         "ping": suggested_ping_interval(seconds), "code": code if code is not None else 1006})
+
+
+def _forwarded_proto_missing(f: Findings) -> Match | None:
+    if f.status("forwarded") not in ("pass", "warn", "fail"):
+        return None
+    expected = f.fact("forwarded", "public_scheme")
+    proto = f.fact("forwarded", "proto")
+    if proto == expected:
+        return None
+    seen = "no X-Forwarded-Proto" if proto is None else f"X-Forwarded-Proto: {proto}"
+    return Match(f"forwarded: the origin received {seen} for a {expected}:// URL",
+                 {"scheme": expected})
+
+
+def _client_ip_spoofable(f: Findings) -> Match | None:
+    spoofed = f.fact("forwarded", "spoofed_headers", ())
+    if not spoofed:
+        return None
+    sent = f.fact("forwarded", "spoof_ip", "?")
+    return Match(f"forwarded: the doctor sent {sent} in {', '.join(spoofed)} and the origin "
+                 f"received it", {"ip": sent})
+
+
+def _origin_bypass(f: Findings) -> Match | None:
+    seen = []
+    for check_id in ("origin-http-no-secret", "origin-upgrade-no-secret"):
+        if f.failed(check_id) and f.fact(check_id, "answered"):
+            seen.append(f"{check_id}: {f.detail(check_id)}")
+    return Match("; ".join(seen)) if seen else None
+
+
+CAUSES: tuple[Cause, ...] = (
+    Cause("dns-unresolvable", "error", "client-edge",
+          "The public host name {host} does not resolve.",
+          "Create the DNS record for the host (for Cloudflare: a proxied record pointing at "
+          "the origin), check for typos, and wait for propagation.",
+          _dns),
+    Cause("tcp-unreachable", "error", "client-edge",
+          "Nothing accepts connections at {target}.",
+          "Start the edge or open the port: check the listen address, the firewall and the "
+          "load balancer's listener.",
+          _tcp),
+    Cause("tls-invalid", "error", "client-edge",
+          "The TLS certificate is not valid for this client.",
+          "Serve a certificate for this host name from a trusted CA (renew it if expired); "
+          "for a private CA pass --ca-file to the doctor and install the CA on clients.",
+          _tls),
+    Cause("edge-origin-unreachable", "error", "edge-origin",
+          "The edge answered {status}: it could not reach the origin.",
+          "Start the origin or fix the edge's origin address/port; read the edge's error "
+          "log (`wsgate logs --source edge --errors`, or `wrangler tail`) for the reason.",
+          _edge_origin_unreachable, "502 Bad Gateway"),
+    Cause("edge-timeout", "error", "edge-origin",
+          "The edge answered {status}: the origin accepted but did not answer in time.",
+          "Find out why the origin is slow or stuck (its logs, CPU, a blocked worker); raise "
+          "the edge's upstream read timeout only if the origin is legitimately slow.",
+          _edge_timeout, "Connection timeout"),
+    Cause("secret-rejected", "error", "edge-origin",
+          "The origin refused the edge's request ({status}): the shared secret is missing "
+          "or differs.",
+          "Give the edge and the origin the same secret (edge: --secret-env/secret_file; "
+          "origin: `wsgate run --secret-env`), in the same header (X-CF-Secret), then restart "
+          "both.",
+          _secret_rejected, "Received HTTP 403"),
+    Cause("origin-check-rejected", "error", "origin",
+          "The app refused a browser's Origin ({origin}): the Host it sees differs.",
+          "Forward the public Host unchanged (nginx: `proxy_set_header Host $host;`), or "
+          "allow the public URL at the origin (`wsgate run --public-url URL`, or Streamlit's "
+          "`server.corsAllowedOrigins`).",
+          _origin_check_rejected, "Received HTTP 403"),
+    Cause("upgrade-not-forwarded", "error", "edge",
+          "The WebSocket upgrade came back as a plain HTTP {status}: a proxy dropped "
+          "Upgrade/Connection.",
+          "Forward the upgrade on every hop (nginx: `proxy_http_version 1.1; "
+          "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";`; "
+          "Cloudflare: enable WebSockets; a worker must return the origin's 101 untouched).",
+          _upgrade_not_forwarded, "WebSocket onerror / closes right after opening"),
+    Cause("accept-invalid", "error", "edge",
+          "The 101 answer is malformed: a browser rejects it.",
+          "Return the origin's 101 unchanged: do not rebuild it or strip Upgrade, Connection "
+          "or Sec-WebSocket-Accept (nginx: no proxy_hide_header for them).",
+          _accept_invalid, "WebSocket onerror / closes right after opening"),
+    Cause("subprotocol-dropped", "error", "edge",
+          "The '{offered}' subprotocol was offered but not echoed: browsers fail the "
+          "handshake.",
+          "Pass Sec-WebSocket-Protocol through in both directions, and make sure the app "
+          "behind the path is the one that speaks it.",
+          _subprotocol_dropped, "WebSocket onerror / closes right after opening"),
+    Cause("closed-after-open", "error", "path",
+          "The WebSocket opened and was closed right away.",
+          "Read the origin's log at that time (`wsgate logs --request-id ...`): the app or a "
+          "proxy closed it; check for crashes, auth on the stream path, or limits on "
+          "connections.",
+          _closed_after_open, "WebSocket onerror / closes right after opening"),
+    Cause("app-not-rendering", "error", "origin",
+          "The WebSocket works but the app never finished its script (the page stays "
+          "\"Please wait...\").",
+          "Check the origin's log for errors in the script, and whether it blocks (long "
+          "computations at import, waiting on a service); run it locally with `streamlit run`.",
+          _app_not_rendering),
+    Cause("idle-timeout", "error", "path",
+          "An idle WebSocket is dropped after {seconds} s (close {code}); likely owner: "
+          "{owner}.",
+          "Raise the idle limit on that hop (nginx: `proxy_read_timeout 3600s;`, HAProxy: "
+          "`timeout tunnel 1h`, the load balancer's or Cloud Run's timeout), or keep the "
+          "socket busy more often than every {seconds} s: Streamlit "
+          "`server.websocketPingInterval = {ping}`, or `wsgate edge --ping-interval {ping}`.",
+          _idle_timeout, "Connection timeout"),
+    Cause("forwarded-proto-missing", "warning", "edge",
+          "The origin is not told the public scheme ({scheme}).",
+          "Set X-Forwarded-Proto at the edge (nginx: `proxy_set_header X-Forwarded-Proto "
+          "$scheme;`; wsgate edge: --forwarded-proto https behind TLS), and make sure the "
+          "origin trusts it from the edge only.",
+          _forwarded_proto_missing, "WebSocket onerror / closes right after opening"),
+    Cause("client-ip-spoofable", "warning", "edge",
+          "A client can forge its IP address: the edge passes a client's X-Forwarded-For.",
+          "Overwrite, do not append to, forwarding headers at the first trusted hop (nginx: "
+          "`proxy_set_header X-Forwarded-For $remote_addr;`, or real_ip from the CDN's "
+          "header; wsgate edge does this by default, with --client-ip-header for a CDN).",
+          _client_ip_spoofable),
+    Cause("origin-bypass", "error", "origin",
+          "The origin answers without the secret: anyone can bypass the edge.",
+          "Run the origin behind the guard (`wsgate run app.py --secret-env WSGATE_SECRET`), "
+          "or keep it off the public network (firewall, Cloud Run ingress "
+          "'internal-and-cloud-load-balancing').",
+          _origin_bypass),
+)
+
+CAUSES_BY_ID: dict[str, Cause] = {cause.id: cause for cause in CAUSES}
+
+UNEXPLAINED = Cause(
+    "check-failed", "error", "path", "A check failed for a reason the doctor cannot name.",
+    "Read the failed check's detail above and the edge and origin logs.",
+    lambda f: None)
+
+
+def diagnose_checks(checks: Sequence[Check]) -> tuple[Diagnosis, ...]:
+    """Every matching cause, in table order; a failure nothing explains is still reported."""
+    findings = Findings(checks)
+    diagnoses = [
+        Diagnosis(cause.id, cause.severity, cause.summary.format(**match.values), match.evidence,
+                  cause.fix.format(**match.values), cause.where)
+        for cause in CAUSES
+        if (match := cause.detect(findings)) is not None
+    ]
+    if not any(d.severity == "error" for d in diagnoses):
+        failed = [c for c in checks if c.status == "fail"]
+        if failed:
+            diagnoses.append(Diagnosis(
+                UNEXPLAINED.id, "error", UNEXPLAINED.summary,
+                "; ".join(f"{c.id}: {c.detail}" for c in failed), UNEXPLAINED.fix, "path"))
+    return tuple(diagnoses)
+
+
+def first_break(report: Report) -> Diagnosis | None:
+    """The error that explains the most: the first one in table (path) order."""
+    return next((d for d in report.diagnoses if d.severity == "error"), None)

@@ -1,0 +1,149 @@
+"""The HTTP legs' transport glue: an asyncio Protocol that queues received bytes for
+one h11 reader coroutine, with flow control both ways.
+
+h11 is fed only when the reader asks for the next event, so bytes of a pipelined
+request wait here untouched, and after a 101 whatever is still queued is handed to
+the tunnel as it arrived. Reading pauses when more than `high_water` bytes wait,
+and writers `await drain()` while the transport's write buffer is above its limit:
+memory per connection stays bounded whatever the peers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import h11
+
+
+class PeerGone(ConnectionError):
+    """The peer closed the connection while we were waiting on it."""
+
+
+class StreamProtocol(asyncio.Protocol):
+    def __init__(self, high_water: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.high_water = high_water
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.nbytes = 0  # total received, to tell "closed before answering" apart
+        self.eof = False
+        self.lost = False
+        self.read_paused = False
+        self.write_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(self.high_water)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        self.nbytes += len(data)
+        if self.buffered > self.high_water and not self.read_paused and self.transport:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # keep the transport open: a response may still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.eof = True
+        self._wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_exception(PeerGone("connection lost while writing"))
+        self._drain = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        self._drain = None
+
+    # helpers for the reader coroutine
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def take(self) -> bytes:
+        """Everything queued, as one bytes object; resumes reading."""
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        self.buffered = 0
+        if self.read_paused and self.transport is not None and not self.lost:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def wait_data(self) -> None:
+        """Until bytes or EOF arrive (the caller bounds the wait with a timeout)."""
+        if self.chunks or self.eof:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    async def next_event(self, conn: h11.Connection) -> Any:
+        """The next h11 event, feeding h11 from the queue as it needs bytes."""
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self.chunks:
+                conn.receive_data(self.take())
+            elif self.eof:
+                conn.receive_data(b"")
+            else:
+                await self.wait_data()
+
+    async def next_event_within(self, conn: h11.Connection, seconds: float) -> Any:
+        """`next_event`, bounded by `seconds` only when it has to wait: an event already
+        buffered (the usual case for a whole request or a small response) costs no timer."""
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            if self.chunks:
+                conn.receive_data(self.take())
+                event = conn.next_event()
+            if event is h11.NEED_DATA:
+                async with asyncio.timeout(seconds):
+                    event = await self.next_event(conn)
+        return event
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.lost:
+            raise PeerGone("connection lost")
+        if not self.write_paused:
+            return
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_future()
+        await self._drain
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,280 @@
+"""Filters over normalised events: pure functions, no I/O.
+
+The options mirror `wrangler tail` and `gcloud logging read` habits. Each option narrows
+the result (AND); a repeated option widens its own condition (OR): `--status 4xx
+--status 5xx --method GET` means "(4xx or 5xx) and GET".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from wsgate.logs.sources import SEVERITIES, Event, LinePredicate, event_epoch, parse_iso
+
+__all__ = ["Query", "QueryError", "StatusFilter", "build_query", "event_epoch", "parse_iso"]
+
+
+class QueryError(ValueError):
+    """A filter value that cannot be understood; the message is one line for the user."""
+
+
+# ---------------------------------------------------------------- status
+
+@dataclass(frozen=True, slots=True)
+class StatusFilter:
+    """ok | error | canceled | Nxx | NNN."""
+
+    kind: str  # "ok", "error", "canceled", "class", "exact"
+    value: int = 0
+
+    def matches(self, event: Event) -> bool:
+        status = event.get("status")
+        if self.kind == "exact":
+            return status == self.value
+        if self.kind == "class":
+            return isinstance(status, int) and status // 100 == self.value
+        if self.kind == "canceled":
+            return event.get("outcome") == "canceled"
+        error = is_error(event)
+        if self.kind == "error":
+            return error
+        # ok: nothing went wrong and the answer was not a client error either.
+        return (not error and event.get("outcome") != "canceled"
+                and not (isinstance(status, int) and status >= 400))
+
+
+def is_error(event: Event) -> bool:
+    """An event counts as an error when the server side failed: status 5xx, severity
+    ERROR or above, an error class (edge failures), or a Worker outcome other than ok."""
+    status = event.get("status")
+    if isinstance(status, int) and status >= 500:
+        return True
+    if SEVERITIES.get(event.get("severity", "DEFAULT"), 0) >= SEVERITIES["ERROR"]:
+        return True
+    if "errorClass" in event:
+        return True
+    outcome = event.get("outcome")
+    return outcome is not None and outcome not in ("ok", "canceled")
+
+
+_STATUS_CLASS: Final = re.compile(r"^([1-5])xx$")
+
+
+def parse_status(text: str) -> StatusFilter:
+    value = text.strip().lower()
+    if value in ("ok", "error", "canceled"):
+        return StatusFilter(value)
+    match = _STATUS_CLASS.match(value)
+    if match:
+        return StatusFilter("class", int(match.group(1)))
+    if value.isdigit() and len(value) == 3 and 100 <= int(value) <= 599:
+        return StatusFilter("exact", int(value))
+    raise QueryError(f"--status {text!r}: expected ok, error, canceled, 1xx..5xx or a "
+                     "status code such as 403")
+
+
+# ---------------------------------------------------------------- time
+
+_RELATIVE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str, now: float) -> float:
+    """`30m`, `1h`, `2d` (that long before `now`) or an ISO time (naive = UTC)."""
+    value = text.strip()
+    match = _RELATIVE.match(value.lower())
+    if match:
+        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    epoch = parse_iso(value)
+    if epoch is None:
+        raise QueryError(f"{text!r}: expected a duration such as 30m, 1h, 2d or an ISO time "
+                         "such as 2026-11-26T10:00:00Z")
+    return epoch
+
+
+# ---------------------------------------------------------------- the rest
+
+def parse_severity(text: str) -> int:
+    from wsgate.logs.sources import normalise_severity
+
+    name = normalise_severity(text)
+    if name is None:
+        raise QueryError(f"--severity {text!r}: expected one of {', '.join(SEVERITIES)}")
+    return SEVERITIES[name]
+
+
+def parse_header(text: str) -> tuple[str, str | None]:
+    name, sep, value = text.partition(":")
+    name = name.strip().lower()
+    if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", name):
+        raise QueryError(f"--header {text!r}: expected NAME or NAME:VALUE")
+    return name, (value.strip().lower() if sep else None)
+
+
+IpMatcher = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_ip(text: str) -> IpMatcher:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise QueryError(f"--ip {text!r}: expected an IP address or a network such as "
+                         "10.0.0.0/8") from None
+
+
+def _ip_in(value: object, networks: Sequence[IpMatcher]) -> bool:
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        mapped: ipaddress.IPv4Address | ipaddress.IPv6Address = address.ipv4_mapped
+        return any(address in n or mapped in n for n in networks)
+    return any(address in n for n in networks)
+
+
+def search_text(event: Event) -> str:
+    """What --search looks in: message, error, URL, request id, Worker logs/exceptions."""
+    parts = [str(event.get(key, "")) for key in ("message", "error", "url", "requestId")]
+    for key in ("logs", "exceptions"):
+        value = event.get(key)
+        if isinstance(value, list):
+            parts.extend(str(item) for item in value)
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Query:
+    statuses: tuple[StatusFilter, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    websocket: bool = False
+    methods: frozenset[str] = frozenset()
+    ips: tuple[IpMatcher, ...] = ()
+    headers: tuple[tuple[str, str | None], ...] = ()
+    search: str | None = None  # lowercased
+    request_ids: frozenset[str] = frozenset()
+    min_severity: int | None = None
+    _checks: tuple[Callable[[Event], bool], ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The checks that apply, cheapest first, decided once instead of per event.
+        checks: list[Callable[[Event], bool]] = []
+        if self.request_ids:
+            checks.append(lambda e: e.get("requestId") in self.request_ids)
+        if self.websocket:
+            checks.append(lambda e: e.get("isWebSocket") is True)
+        if self.methods:
+            checks.append(lambda e: e.get("method") in self.methods)
+        if self.statuses:
+            checks.append(lambda e: any(s.matches(e) for s in self.statuses))
+        if self.min_severity is not None:
+            level = self.min_severity
+            checks.append(lambda e: SEVERITIES.get(e.get("severity", "DEFAULT"), 0) >= level)
+        if self.since is not None or self.until is not None:
+            checks.append(self._in_time)
+        if self.ips:
+            checks.append(lambda e: _ip_in(e.get("remoteIp"), self.ips))
+        if self.headers:
+            checks.append(self._has_headers)
+        if self.search is not None:
+            needle = self.search
+            checks.append(lambda e: needle in search_text(e).lower())
+        object.__setattr__(self, "_checks", tuple(checks))
+
+    def matches(self, event: Event) -> bool:
+        return all(check(event) for check in self._checks)
+
+    @property
+    def empty(self) -> bool:
+        return not self._checks
+
+    def _in_time(self, event: Event) -> bool:
+        epoch = event_epoch(event)
+        if epoch is None:
+            return False  # a time window asks for events known to be inside it
+        if self.since is not None and epoch < self.since:
+            return False
+        return self.until is None or epoch <= self.until
+
+    def _has_headers(self, event: Event) -> bool:
+        headers = event.get("headers")
+        if not isinstance(headers, dict):
+            return False
+        for name, value in self.headers:
+            actual = headers.get(name)
+            if not isinstance(actual, str):
+                return False
+            if value is not None and value not in actual.lower():
+                return False
+        return True
+
+    def prefilter(self) -> LinePredicate | None:
+        """A cheap necessary condition on a raw JSON line, or None.
+
+            Only for needles every JSON encoder writes verbatim (printable ASCII without the
+        characters some encoders escape: quote, backslash, slash, < > & '), so a line
+        without the needle cannot match.
+        """
+        needles: list[bytes] = []
+        if self.search is not None and _verbatim(self.search):
+            needles.append(self.search.encode())
+        ids = [rid.encode() for rid in self.request_ids if _verbatim(rid)]
+        if len(ids) != len(self.request_ids):
+            ids = []
+        if not needles and not ids:
+            return None
+        search = needles[0] if needles else None
+
+        def check(line: bytes) -> bool:
+            if search is not None and search not in line.lower():
+                return False
+            return not ids or any(rid in line for rid in ids)
+
+        return check
+
+
+def _verbatim(text: str) -> bool:
+    return bool(text) and text.isascii() and text.isprintable() and not any(
+        c in text for c in "\"\\/<>&'")
+
+
+def build_query(*, status: Sequence[str] = (), since: str | None = None,
+                until: str | None = None, websocket: bool = False,
+                method: Sequence[str] = (), ip: Sequence[str] = (),
+                header: Sequence[str] = (), search: str | None = None,
+                request_id: Sequence[str] = (), severity: str | None = None,
+                now: float | None = None) -> Query:
+    """A Query from command-line values; raises QueryError with a one-line message."""
+    clock = time.time() if now is None else now
+    since_epoch = parse_time(since, clock) if since else None
+    until_epoch = parse_time(until, clock) if until else None
+    if since_epoch is not None and until_epoch is not None and since_epoch > until_epoch:
+        raise QueryError("--since is later than --until")
+    for m in method:
+        if not m.strip().isalpha():
+            raise QueryError(f"--method {m!r}: expected an HTTP method such as GET")
+    if search is not None and not search:
+        raise QueryError("--search needs a non-empty text")
+    return Query(
+        statuses=tuple(parse_status(s) for s in status),
+        since=since_epoch,
+        until=until_epoch,
+        websocket=websocket,
+        methods=frozenset(m.strip().upper() for m in method),
+        ips=tuple(parse_ip(i) for i in ip),
+        headers=tuple(parse_header(h) for h in header),
+        search=search.lower() if search is not None else None,
+        request_ids=frozenset(r.strip() for r in request_id if r.strip()),
+        min_severity=parse_severity(severity) if severity else None,
+    )

@@ -1,0 +1,569 @@
+"""Readers for the three log formats `wsgate logs` understands, and their normalisation.
+
+Input is bytes, line by line, formats mixed freely:
+- wsgate's own JSON lines (edge and origin guard, see `events.py`);
+- Google Cloud Logging `LogEntry` objects: `gcloud logging read --format json` prints
+  one pretty-printed JSON array over many lines, other exports put one entry per line;
+- `wrangler tail --format json` events, which wrangler pretty-prints over many lines
+  (`JSON.stringify(event, null, 2)`), or one per line when piped through `jq -c`.
+
+Every document becomes one flat "normalised event" dict whose keys are listed in
+`EVENT_FIELDS` (a stable interface, documented in docs/logs.md). Nothing here raises on
+bad input: a line that is not JSON, a value that is not an object, missing fields or
+wrong types are counted in `ReadStats` and skipped, or the field is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+Event = dict[str, Any]
+
+# The normalised event, one JSON object per line in `--format json`. Absent = unknown.
+EVENT_FIELDS: Final[dict[str, str]] = {
+    "timestamp": "RFC 3339 UTC time of the event, e.g. 2026-11-26T00:47:55.123456Z",
+    "source": "edge | origin: which side of the deployment wrote it",
+    "format": "wsgate | cloud-logging | wrangler: the input format it was read from",
+    "severity": "DEFAULT DEBUG INFO NOTICE WARNING ERROR CRITICAL ALERT EMERGENCY",
+    "message": "the event's one-line message",
+    "method": "HTTP method",
+    "url": "request URL as logged (absolute or a path)",
+    "host": "host part of the URL, when the URL has one",
+    "path": "path and query of the URL",
+    "status": "HTTP status (101 for a WebSocket upgrade that succeeded)",
+    "latencyMs": "time to answer, milliseconds (float)",
+    "remoteIp": "client address as the logging component saw it",
+    "userAgent": "User-Agent of the request",
+    "requestId": "X-Request-Id shared by edge and origin events of one request",
+    "trace": "Cloud Trace id (logging.googleapis.com/trace or LogEntry.trace)",
+    "isWebSocket": "true for an upgrade request or WebSocket session",
+    "wsDurationMs": "how long the WebSocket stayed open, milliseconds",
+    "closeCode": "WebSocket close code",
+    "closedBy": "client | origin | edge: who ended the WebSocket session",
+    "bytesFromClient": "bytes received from the client",
+    "bytesToClient": "bytes sent to the client",
+    "errorClass": "stable error id, e.g. connect-refused",
+    "error": "one-line error text",
+    "reason": "origin guard refusal reason: missing | mismatch | repeated",
+    "refusedCount": "refusals summarised into this event",
+    "route": "edge route pattern that matched",
+    "upstream": "origin URL the edge forwarded to",
+    "outcome": "wrangler only: ok | exception | exceededCpu | exceededMemory | canceled | ...",
+    "scriptName": "wrangler only: the Worker's name",
+    "logs": "wrangler only: console messages of the invocation, one string each",
+    "exceptions": "wrangler only: uncaught exceptions, 'Name: message' each",
+    "headers": "request headers known for the event, lowercase names (wrangler: all; "
+               "others: user-agent and x-request-id)",
+}
+
+# wsgate FIELDS copied through as they are, with the type each must have.
+_PASSTHROUGH: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
+    ("requestId", str), ("route", str), ("upstream", str), ("isWebSocket", bool),
+    ("wsDurationMs", (int, float)), ("bytesFromClient", int), ("bytesToClient", int),
+    ("closeCode", int), ("closedBy", str), ("errorClass", str), ("error", str),
+    ("reason", str), ("refusedCount", int),
+)
+
+SEVERITIES: Final[dict[str, int]] = {
+    "DEFAULT": 0, "DEBUG": 100, "INFO": 200, "NOTICE": 300, "WARNING": 400,
+    "ERROR": 500, "CRITICAL": 600, "ALERT": 700, "EMERGENCY": 800,
+}
+_SEVERITY_ALIASES: Final[dict[str, str]] = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL"}
+_WRANGLER_LEVELS: Final[dict[str, str]] = {
+    "debug": "DEBUG", "log": "INFO", "info": "INFO", "warn": "WARNING", "error": "ERROR",
+}
+_TRACE_KEY: Final = "logging.googleapis.com/trace"
+
+# A multi-line document larger than this is given up (its lines counted as bad), so a
+# stray "{" cannot make the reader hold a whole file in memory.
+MAX_DOCUMENT_CHARS: Final = 8 * 1024 * 1024
+
+
+@dataclass
+class ReadStats:
+    """What the readers skipped; reported once at the end of a run."""
+
+    documents: int = 0
+    not_json: int = 0  # lines that are not (part of) a JSON document
+    not_event: int = 0  # JSON values that are not a log event of a known shape
+
+    @property
+    def skipped(self) -> int:
+        return self.not_json + self.not_event
+
+    def describe(self) -> str | None:
+        if not self.skipped:
+            return None
+        parts = []
+        if self.not_json:
+            parts.append(f"{self.not_json} not JSON")
+        if self.not_event:
+            parts.append(f"{self.not_event} not a log event")
+        return f"skipped {self.skipped} unparseable input(s): " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------- small typed getters
+
+def _str(d: dict[str, Any], key: str) -> str | None:
+    value = d.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int | None:
+    """An int from a JSON number or a decimal string (LogEntry int64 fields are strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+        return int(value)
+    return None
+
+
+def _dict(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _duration_ms(value: object) -> float | None:
+    """Cloud Logging's Duration JSON form "0.012s" (also a bare number of seconds)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) * 1000.0
+    if isinstance(value, str) and value.endswith("s"):
+        try:
+            seconds = float(value[:-1])
+        except ValueError:
+            return None
+        if seconds == seconds and 0 <= seconds < 1e9:  # not NaN, not absurd
+            return seconds * 1000.0
+    return None
+
+
+def normalise_severity(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    upper = value.strip().upper()
+    upper = _SEVERITY_ALIASES.get(upper, upper)
+    return upper if upper in SEVERITIES else None
+
+
+def parse_iso(text: str) -> float | None:
+    """Epoch seconds of an RFC 3339 / ISO 8601 time; naive times are UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def event_epoch(event: Event) -> float | None:
+    """Epoch seconds of a normalised event's timestamp (None when it has none)."""
+    ts = event.get("timestamp")
+    return parse_iso(ts) if isinstance(ts, str) else None
+
+
+def format_epoch(epoch: float) -> str:
+    seconds = int(epoch // 1)
+    micros = round((epoch - seconds) * 1_000_000)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def _timestamp(value: object) -> str | None:
+    """RFC 3339 as given when it is already UTC ("...Z"), else converted to UTC."""
+    if not isinstance(value, str) or len(value) < 19 or len(value) > 40:
+        return None
+    if value.endswith("Z") and value[4] == "-" and value[10] == "T":
+        return value
+    epoch = parse_iso(value)
+    return None if epoch is None else format_epoch(epoch)
+
+
+def _apply_url(event: Event, url: str) -> None:
+    event["url"] = url
+    if url.startswith("/"):
+        event["path"] = url
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    if parts.hostname:
+        event["host"] = parts.hostname
+    path = parts.path or "/"
+    event["path"] = f"{path}?{parts.query}" if parts.query else path
+
+
+def _apply_http_request(event: Event, http: dict[str, Any]) -> None:
+    """Cloud Logging's HttpRequest message (wsgate's events use the same shape)."""
+    method = _str(http, "requestMethod")
+    if method:
+        event["method"] = method.upper()
+    url = _str(http, "requestUrl")
+    if url:
+        _apply_url(event, url)
+    status = _int(http.get("status"))
+    if status is not None:
+        event["status"] = status
+    latency = _duration_ms(http.get("latency"))
+    if latency is not None:
+        event["latencyMs"] = latency
+    remote = _str(http, "remoteIp")
+    if remote:
+        event["remoteIp"] = remote
+    agent = _str(http, "userAgent")
+    if agent:
+        event["userAgent"] = agent
+
+
+def _apply_wsgate_fields(event: Event, payload: dict[str, Any]) -> None:
+    for key, kind in _PASSTHROUGH:
+        value = payload.get(key)
+        # bool is an int: keep counts and codes from accepting true/false.
+        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+            event[key] = value
+
+
+def _finish(event: Event) -> Event:
+    """Derived fields every format gets the same way."""
+    if "isWebSocket" not in event:
+        headers = event.get("headers")
+        upgrade = headers.get("upgrade", "") if isinstance(headers, dict) else ""
+        if event.get("status") == 101 or upgrade.lower() == "websocket":
+            event["isWebSocket"] = True
+    if "headers" not in event:
+        headers = {}
+        if "userAgent" in event:
+            headers["user-agent"] = event["userAgent"]
+        if "requestId" in event:
+            headers["x-request-id"] = event["requestId"]
+        if headers:
+            event["headers"] = headers
+    return event
+
+
+# ---------------------------------------------------------------- the three formats
+
+def from_wsgate(doc: dict[str, Any]) -> Event:
+    """wsgate's own line: Cloud Logging structured JSON with flat wsgate fields."""
+    event: Event = {}
+    ts = _timestamp(doc.get("timestamp"))
+    if ts:
+        event["timestamp"] = ts
+    source = doc.get("source")
+    event["source"] = source if source in ("edge", "origin") else "origin"
+    event["format"] = "wsgate"
+    event["severity"] = normalise_severity(doc.get("severity")) or "DEFAULT"
+    message = doc.get("message")
+    if isinstance(message, str):
+        event["message"] = message
+    http = _dict(doc.get("httpRequest"))
+    if http:
+        _apply_http_request(event, http)
+    trace = _str(doc, _TRACE_KEY)
+    if trace:
+        event["trace"] = trace
+    _apply_wsgate_fields(event, doc)
+    return _finish(event)
+
+
+def from_cloud_logging(doc: dict[str, Any]) -> Event:
+    """A LogEntry as `gcloud logging read --format json` prints it."""
+    event: Event = {}
+    ts = _timestamp(doc.get("timestamp")) or _timestamp(doc.get("receiveTimestamp"))
+    if ts:
+        event["timestamp"] = ts
+    payload = _dict(doc.get("jsonPayload")) or {}
+    source = payload.get("source")
+    # Entries without wsgate's `source` come from the app platform (Cloud Run): the origin.
+    event["source"] = source if source in ("edge", "origin") else "origin"
+    event["format"] = "cloud-logging"
+    event["severity"] = normalise_severity(doc.get("severity")) or "DEFAULT"
+    message = _str(payload, "message") or _str(doc, "textPayload")
+    if message is None:
+        proto = _dict(doc.get("protoPayload"))
+        message = _str(proto, "status") if proto else None
+        if proto and message is None:
+            status = _dict(proto.get("status"))
+            message = _str(status, "message") if status else None
+    if message is not None:
+        event["message"] = message
+    http = _dict(doc.get("httpRequest"))
+    if http:
+        _apply_http_request(event, http)
+    trace = _str(doc, "trace") or _str(payload, _TRACE_KEY)
+    if trace:
+        event["trace"] = trace
+    _apply_wsgate_fields(event, payload)
+    return _finish(event)
+
+
+def _console_text(parts: object) -> str:
+    """One console.log call's arguments as one line, like wrangler's pretty mode."""
+    if parts is None:
+        return ""
+    if not isinstance(parts, list):
+        parts = [parts]
+    texts = []
+    for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+        else:
+            texts.append(json.dumps(part, ensure_ascii=False, separators=(",", ":")))
+    return " ".join(texts).replace("\n", " ")
+
+
+def from_wrangler(doc: dict[str, Any]) -> Event:
+    """A `wrangler tail --format json` TailEventMessage (a Worker invocation)."""
+    event: Event = {}
+    stamp = doc.get("eventTimestamp")
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and 0 < stamp < 1e14:
+        event["timestamp"] = format_epoch(stamp / 1000.0)
+    event["source"] = "edge"
+    event["format"] = "wrangler"
+    outcome = _str(doc, "outcome")
+    if outcome:
+        event["outcome"] = outcome
+    script = _str(doc, "scriptName")
+    if script:
+        event["scriptName"] = script
+
+    severity = "INFO"
+    logs: list[str] = []
+    for entry in doc.get("logs") or []:
+        if not isinstance(entry, dict):
+            continue
+        level = _WRANGLER_LEVELS.get(str(entry.get("level")), "INFO")
+        if SEVERITIES[level] > SEVERITIES[severity]:
+            severity = level
+        text = _console_text(entry.get("message"))
+        if text:
+            logs.append(text)
+    exceptions: list[str] = []
+    for entry in doc.get("exceptions") or []:
+        if isinstance(entry, dict):
+            name = entry.get("name")
+            exceptions.append(f"{name if isinstance(name, str) else 'Error'}: "
+                              f"{_console_text(entry.get('message'))}")
+    if exceptions or (outcome and outcome not in ("ok", "canceled")):
+        severity = "ERROR"
+    event["severity"] = severity
+    if logs:
+        event["logs"] = logs
+    if exceptions:
+        event["exceptions"] = exceptions
+        event["error"] = exceptions[0]
+
+    source_event = _dict(doc.get("event")) or {}
+    request = _dict(source_event.get("request"))
+    if request:
+        method = _str(request, "method")
+        if method:
+            event["method"] = method.upper()
+        url = _str(request, "url")
+        if url:
+            _apply_url(event, url)
+        raw_headers = _dict(request.get("headers")) or {}
+        headers = {str(k).lower(): v for k, v in raw_headers.items() if isinstance(v, str)}
+        if headers:
+            event["headers"] = headers
+            ip = headers.get("cf-connecting-ip") or headers.get("x-real-ip")
+            if ip:
+                event["remoteIp"] = ip
+            agent = headers.get("user-agent")
+            if agent:
+                event["userAgent"] = agent
+            rid = headers.get("x-request-id")
+            if rid:
+                event["requestId"] = rid
+    response = _dict(source_event.get("response"))
+    if response:
+        status = _int(response.get("status"))
+        if status is not None:
+            event["status"] = status
+    # The message a person looks for first: the worker's own "Edge Proxy Error" log line
+    # when there is one, else the first exception, else the first console line.
+    message = next((line for line in logs if "error" in line.lower()), None)
+    message = message or (exceptions[0] if exceptions else None) or (logs[0] if logs else None)
+    if message:
+        event["message"] = message
+    elif outcome and outcome != "ok":
+        event["message"] = f"outcome {outcome}"
+    return _finish(event)
+
+
+_CLOUD_KEYS: Final = ("jsonPayload", "textPayload", "protoPayload", "insertId", "logName")
+_WSGATE_KEYS: Final = ("severity", "message", "httpRequest")
+
+
+def normalise(doc: object) -> Event | None:
+    """The normalised event of one decoded JSON value, or None when it is no log event."""
+    if not isinstance(doc, dict):
+        return None
+    if "outcome" in doc and ("eventTimestamp" in doc or "scriptName" in doc or "event" in doc):
+        return from_wrangler(doc)
+    for key in _CLOUD_KEYS:
+        if key in doc:
+            return from_cloud_logging(doc)
+    for key in _WSGATE_KEYS:
+        if key in doc:
+            return from_wsgate(doc)
+    return None
+
+
+# ---------------------------------------------------------------- documents from lines
+
+_DECODER: Final = json.JSONDecoder()
+_VALUE_STARTS: Final = frozenset('{["-0123456789tfn')
+
+
+class DocumentReader:
+    """Turns lines into JSON values: one per line on the fast path, or documents spread
+    over many lines (pretty-printed objects, arrays of LogEntry) decoded incrementally,
+    one array element at a time so a large `gcloud` export never sits in memory whole.
+    """
+
+    def __init__(self, stats: ReadStats) -> None:
+        self.stats = stats
+        self._buffer = ""
+        self._lines = 0  # lines in the buffer, counted as bad if it never decodes
+        self._in_array = False
+
+    def feed(self, raw: bytes) -> Iterator[object]:
+        line = raw.decode("utf-8", "replace")
+        if not self._buffer and not self._in_array:
+            text = line.strip()
+            if not text:
+                return
+            first = text[0]
+            if first == "{" and text[-1] == "}":
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    pass  # maybe the first line of a pretty-printed object
+                else:
+                    self.stats.documents += 1
+                    yield value
+                    return
+            if first == "[":
+                self._in_array = True
+                self._buffer = text[1:]
+                self._lines = 1
+                yield from self._drain()
+                return
+            if first != "{":
+                self.stats.not_json += 1
+                return
+            self._buffer = line
+            self._lines = 1
+            return
+        # Pretty printers indent everything inside a document, so an unindented line
+        # starts a new one: what is buffered was cut short (a crash mid-write, say).
+        # Resynchronise here instead of swallowing the rest of the input.
+        if (line[:1] not in (" ", "\t", "}", "]") and line.strip()
+                and self._buffer.strip(" \t\r\n,")):
+            self._give_up()
+            yield from self.feed(raw)
+            return
+        self._buffer += line
+        self._lines += 1
+        tail = line.rstrip()
+        if tail.endswith(("}", "]", "},", "],")):
+            yield from self._drain()
+        if len(self._buffer) > MAX_DOCUMENT_CHARS:
+            self._give_up()
+
+    def _drain(self) -> Iterator[object]:
+        while True:
+            buf = self._buffer.lstrip()
+            if self._in_array:
+                buf = buf.lstrip(", \t\r\n")
+                if buf.startswith("]"):
+                    self._in_array = False
+                    buf = buf[1:].lstrip()
+                    if not buf:
+                        self._buffer, self._lines = "", 0
+                        return
+            if not buf:
+                self._buffer = ""
+                if not self._in_array:
+                    self._lines = 0
+                return
+            if not self._in_array and buf[0] not in "{[":
+                self._buffer = buf
+                self._give_up()
+                return
+            if not self._in_array and buf[0] == "[":
+                self._in_array = True
+                self._buffer = buf[1:]
+                continue
+            if buf[0] not in _VALUE_STARTS:
+                self._buffer = buf
+                self._give_up()
+                return
+            try:
+                value, end = _DECODER.raw_decode(buf)
+            except ValueError:
+                self._buffer = buf  # incomplete: wait for more lines
+                return
+            self._buffer = buf[end:]
+            self._lines = 1 if self._buffer.strip() else 0
+            self.stats.documents += 1
+            yield value
+
+    def idle(self) -> bool:
+        """True between documents (no multi-line document under way)."""
+        return not self._buffer and not self._in_array
+
+    def _give_up(self) -> None:
+        self.stats.not_json += max(self._lines, 1)
+        self._buffer, self._lines, self._in_array = "", 0, False
+
+    def finish(self) -> None:
+        """End of input: whatever is still buffered never became a document."""
+        if self._buffer.strip() or self._in_array:
+            self._give_up()
+        self._buffer, self._lines, self._in_array = "", 0, False
+
+
+LinePredicate = Callable[[bytes], bool]
+
+
+def read_events(lines: Iterable[bytes], stats: ReadStats,
+                prefilter: LinePredicate | None = None) -> Iterator[Event]:
+    """Normalised events from raw lines of one input.
+
+    `prefilter` is a cheap necessary condition on a raw single-line document (e.g. the
+    --search text occurs in it); lines failing it are skipped without JSON decoding.
+    Multi-line documents are always decoded (the prefilter sees only one line of them).
+    """
+    reader = DocumentReader(stats)
+    for raw in lines:
+        if prefilter is not None and reader.idle():
+            # Fast path: a whole object on one line that cannot match is not even decoded
+            # (so it is not checked for being valid JSON either).
+            stripped = raw.strip()
+            if stripped[:1] == b"{" and stripped[-1:] == b"}" and not prefilter(stripped):
+                continue
+        for value in reader.feed(raw):
+            event = normalise(value)
+            if event is None:
+                stats.not_event += 1
+            else:
+                yield event
+    reader.finish()

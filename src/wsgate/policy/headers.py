@@ -1,0 +1,173 @@
+"""Header policy for both directions, client IP selection, request ids, cache rule.
+
+Headers are `(name, value)` byte pairs with lowercase names, as h11 yields them.
+Order of the request rules matters and is fixed here: first everything the client
+must not control is removed (hop-by-hop headers, every header the client named in
+`Connection`, its copies of the secret and of the forwarding headers), only then
+the edge adds its own. So no `Connection:` trick can remove what the edge adds, and
+no client copy can survive next to it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from wsgate.config import EdgeConfig
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1 plus the legacy ones every proxy drops.
+HOP_BY_HOP: Final = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+})
+# Client-IP headers set by CDNs; a client could forge any of them.
+KNOWN_CLIENT_IP_HEADERS: Final = frozenset({
+    b"cf-connecting-ip", b"true-client-ip", b"x-client-ip", b"fastly-client-ip",
+    b"x-cluster-client-ip", b"cf-connecting-ipv6",
+})
+# Headers the edge always sets itself (or that h11 frames); client copies never pass.
+_EDGE_OWNED: Final = frozenset({
+    b"host", b"forwarded", b"x-real-ip", b"x-request-id", b"content-length", b"expect",
+})
+_REQUEST_ID_RE: Final = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPolicy:
+    """The request-side settings, pre-encoded once at startup."""
+
+    secret_header: bytes  # lowercase
+    secret: bytes  # b"" = do not add one
+    forwarded_proto: bytes
+    public_host: bytes  # b"" = the client's Host
+    trusted_ip_header: bytes  # lowercase, b"" = trust only the TCP peer
+    drop: frozenset[bytes]  # exact names removed from every client request
+
+    @classmethod
+    def from_config(cls, config: EdgeConfig) -> RequestPolicy:
+        secret_header = config.secret_header.lower().encode()
+        trusted = config.client_ip_header.lower().encode()
+        # The trusted client-IP header passes through; the edge-owned ones never do.
+        drop = (HOP_BY_HOP | KNOWN_CLIENT_IP_HEADERS | {secret_header}) - {trusted} | _EDGE_OWNED
+        return cls(secret_header, config.secret.encode(), config.forwarded_proto.encode(),
+                   config.public_host.encode(), trusted, frozenset(drop))
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsePolicy:
+    marker: tuple[bytes, bytes] | None
+    drop: frozenset[bytes]  # lowercase names removed from responses (besides hop-by-hop)
+    cache_extensions: tuple[bytes, ...]  # lowercase, e.g. b".js"
+    cache_value: bytes
+
+    @classmethod
+    def from_config(cls, config: EdgeConfig) -> ResponsePolicy:
+        marker = config.marker
+        return cls(
+            (marker[0].lower().encode(), marker[1].encode()) if marker else None,
+            frozenset(h.lower().encode() for h in config.strip_response_headers),
+            tuple(e.lower().encode() for e in config.cache.extensions),
+            config.cache.value.encode(),
+        )
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """Lowercase names listed in every `Connection` header."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def valid_request_id(value: bytes) -> bool:
+    return _REQUEST_ID_RE.match(value) is not None
+
+
+def new_request_id() -> bytes:
+    return os.urandom(16).hex().encode()
+
+
+def request_id(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """Keep exactly one well-formed client `X-Request-Id`; otherwise make a new one."""
+    found = [v for n, v in headers if n == b"x-request-id"]
+    if len(found) == 1 and valid_request_id(found[0]):
+        return found[0]
+    return new_request_id()
+
+
+def client_ip(headers: Sequence[tuple[bytes, bytes]], trusted_header: bytes, peer_ip: str) -> str:
+    """The client address: the trusted header's single valid IP, else the TCP peer."""
+    if trusted_header:
+        found = [v for n, v in headers if n == trusted_header]
+        if len(found) == 1:
+            try:
+                return str(ipaddress.ip_address(found[0].strip().decode("ascii")))
+            except (ValueError, UnicodeDecodeError):
+                pass
+    return peer_ip
+
+
+def upstream_headers(policy: RequestPolicy, headers: Sequence[tuple[bytes, bytes]], *,
+                     origin_host: bytes, client_host: bytes, client_addr: str,
+                     req_id: bytes, websocket: bool) -> Headers:
+    """The header list sent to the origin (framing headers are added by the caller)."""
+    named = connection_tokens(headers)
+    drop = policy.drop
+    out: Headers = [(b"host", origin_host)]
+    for name, value in headers:
+        if name in drop or name.startswith(b"x-forwarded-"):
+            continue
+        if name in named and not (websocket and name.startswith(b"sec-websocket-")):
+            continue
+        out.append((name, value))
+    if websocket:
+        out.append((b"upgrade", b"websocket"))
+        out.append((b"connection", b"Upgrade"))
+    forwarded_host = policy.public_host or client_host
+    if forwarded_host:
+        out.append((b"x-forwarded-host", forwarded_host))
+    out.append((b"x-forwarded-proto", policy.forwarded_proto))
+    ip = client_addr.encode()
+    out.append((b"x-forwarded-for", ip))
+    out.append((b"x-real-ip", ip))
+    if policy.secret:
+        out.append((policy.secret_header, policy.secret))
+    out.append((b"x-request-id", req_id))
+    return out
+
+
+def cache_applies(policy: ResponsePolicy, path: bytes, status: int) -> bool:
+    """Static-asset rule of the original worker, limited to successful answers so an
+    error page is never cached for a day."""
+    if not policy.cache_value or not (200 <= status < 300 or status == 304):
+        return False
+    return path.lower().endswith(policy.cache_extensions)
+
+
+def response_headers(policy: ResponsePolicy, headers: Sequence[tuple[bytes, bytes]], *,
+                     path: bytes, status: int, req_id: bytes | None = None) -> Headers:
+    """Headers for a non-101 response to the client. Content-Length is kept (framing);
+    h11 re-adds Transfer-Encoding/Connection as the client connection needs."""
+    named = connection_tokens(headers) - {b"content-length"}
+    cache = cache_applies(policy, path, status)
+    out: Headers = []
+    for name, value in headers:
+        if name in HOP_BY_HOP or name in named or name in policy.drop:
+            continue
+        if cache and name == b"cache-control":
+            continue
+        if policy.marker is not None and name == policy.marker[0]:
+            continue
+        out.append((name, value))
+    if cache:
+        out.append((b"cache-control", policy.cache_value))
+    if policy.marker is not None:
+        out.append(policy.marker)
+    return out

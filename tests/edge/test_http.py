@@ -1,0 +1,236 @@
+"""HTTP through a real `wsgate edge` process to a recording origin on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.edge.conftest import SECRET, Edge, raw_exchange, status_of
+from tests.edge.origins import Origins
+from tests.support import free_port
+
+
+def get(edge: Edge, path: str, headers: dict[str, str] | None = None,
+        method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def echo(edge: Edge, headers: dict[str, str] | None = None) -> dict[str, list[str]]:
+    status, _, body = get(edge, "/echo", headers)
+    assert status == 200
+    seen: dict[str, list[str]] = {}
+    for name, value in json.loads(body)["headers"]:
+        seen.setdefault(name, []).append(value)
+    return seen
+
+
+def assert_no_secret(edge: Edge, *blobs: bytes) -> None:
+    assert SECRET.encode() not in edge.log.read_bytes()
+    for blob in blobs:
+        assert SECRET.encode() not in blob
+
+
+def test_request_policy_reaches_origin(http_edge: Edge, origins: Origins) -> None:
+    seen = echo(http_edge, {"X-CF-Secret": "forged", "x-cf-secret": "again",
+                            "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6",
+                            "Forwarded": "for=6.6.6.6", "CF-Connecting-IP": "6.6.6.6",
+                            "X-Request-Id": "client-id-1"})
+    assert seen["x-cf-secret"] == [SECRET]
+    assert seen["x-forwarded-for"] == ["127.0.0.1"]
+    assert seen["x-real-ip"] == ["127.0.0.1"]
+    assert seen["x-forwarded-proto"] == ["https"]
+    assert seen["x-forwarded-host"] == [f"127.0.0.1:{http_edge.port}"]
+    assert seen["host"] == [f"127.0.0.1:{origins.http_port}"]
+    assert seen["x-request-id"] == ["client-id-1"]
+    assert "forwarded" not in seen and "cf-connecting-ip" not in seen
+
+
+def test_connection_header_trick_cannot_remove_the_secret(http_edge: Edge) -> None:
+    seen = echo(http_edge, {"Connection": "X-CF-Secret, X-Forwarded-For, X-Real-IP"})
+    assert seen["x-cf-secret"] == [SECRET]
+    assert seen["x-forwarded-for"] == ["127.0.0.1"]
+
+
+def test_keepalive_pipelining_and_response_policy(http_edge: Edge) -> None:
+    req = (b"GET /static/app.js HTTP/1.1\r\nHost: a\r\n\r\n"
+           b"GET /status/200 HTTP/1.1\r\nHost: a\r\n\r\n"
+           b"GET /status/204 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    out = http_edge.raw(req)
+    assert out.count(b"HTTP/1.1 200") == 2 and out.count(b"HTTP/1.1 204") == 1
+    first = out.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"cache-control: public, max-age=86400" in first
+    assert b"x-worker-proxy: active" in first
+    assert b"x-cloud-trace-context" not in first
+    assert_no_secret(http_edge, out)
+
+
+def test_bodies_streamed_both_ways(http_edge: Edge) -> None:
+    status, _, body = get(http_edge, "/echo", method="POST", body=b"x" * 3_000_000)
+    assert status == 200 and json.loads(body)["body_len"] == 3_000_000
+    chunked = (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    out = http_edge.raw(chunked)
+    assert status_of(out) == 200 and b'"body_len": 11' in out
+    status, headers, body = get(http_edge, "/chunked/1000000")
+    assert status == 200 and len(body) == 1_000_000 and headers["transfer-encoding"] == "chunked"
+    status, headers, body = get(http_edge, "/bytes/2000000")
+    assert status == 200 and len(body) == 2_000_000 and headers["content-length"] == "2000000"
+
+
+def test_origin_status_relayed(http_edge: Edge) -> None:
+    for code in (201, 302, 403, 404, 500, 503):
+        status, headers, _ = get(http_edge, f"/status/{code}")
+        assert status == code and headers["x-worker-proxy"] == "Active"
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+     b"\r\n0\r\n\r\n", 400),
+    (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+     400),
+    (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+     + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 400),
+    (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999\r\n\r\n", 413),
+], ids=["cl-and-te", "two-cl", "xchunked", "big-header", "many-headers", "two-hosts",
+        "absolute-form", "connect", "no-host", "garbage", "ws-without-key", "huge-body"])
+def test_bad_requests_never_reach_origin(http_edge: Edge, origins: Origins,
+                                         request_bytes: bytes, status: int) -> None:
+    origins.clear()
+    out = http_edge.raw(request_bytes)
+    assert status_of(out) == status, out[:200]
+    assert origins.snapshot() == []
+    assert_no_secret(http_edge, out)
+
+
+def test_h2c_upgrade_is_dropped_and_served_as_http(http_edge: Edge, origins: Origins) -> None:
+    origins.clear()
+    out = http_edge.raw(b"GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n"
+                        b"Connection: Upgrade, HTTP2-Settings\r\n"
+                        b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                        b"Connection: close\r\n\r\n")
+    assert status_of(out) == 200
+    seen = origins.snapshot()[0]
+    assert seen.header("upgrade") is None and seen.header("http2-settings") is None
+
+
+def test_origin_down_gives_502_and_error_line() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    edge = Edge(dead).start()
+    try:
+        status, headers, body = get(edge, "/x")
+        assert status == 502
+        assert body.startswith(b"Edge Proxy Error: ")
+        assert headers["x-worker-proxy"] == "Active"
+        event = edge.wait_event(lambda e: e["httpRequest"]["status"] == 502)
+        assert event["severity"] == "ERROR" and event["message"] == "Edge Proxy Error"
+        assert event["errorClass"] == "connect-refused" and event["httpRequest"]["status"] == 502
+        assert event["isWebSocket"] is False
+        assert_no_secret(edge, body)
+    finally:
+        edge.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_edge(origins: Origins) -> Iterator[Edge]:
+    edge = Edge(origins.http_url, env={"WSGATE_EDGE_TIMEOUTS_UPSTREAM_RESPONSE": "0.5",
+                                       "WSGATE_EDGE_TIMEOUTS_REQUEST_HEADER": "1"}).start()
+    yield edge
+    edge.stop()
+
+
+def test_slow_origin_gives_504(slow_edge: Edge) -> None:
+    status, _, body = get(slow_edge, "/slow/3")
+    assert status == 504 and body.startswith(b"Edge Proxy Error: ")
+    event = slow_edge.wait_event(lambda e: e["httpRequest"]["status"] == 504)
+    assert event["errorClass"] == "upstream-timeout" and event["severity"] == "ERROR"
+
+
+def test_slowloris_headers_get_408(slow_edge: Edge, origins: Origins) -> None:
+    origins.clear()
+    with socket.create_connection(("127.0.0.1", slow_edge.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")  # never finishes the headers
+        data = sock.recv(4096)
+    assert status_of(data) == 408
+    assert origins.snapshot() == []
+
+
+def test_log_event_schema(http_edge: Edge) -> None:
+    get(http_edge, "/status/201?q=1", {"User-Agent": "pytest-agent", "X-Request-Id": "rid-42"})
+    e = http_edge.wait_event(lambda e: e.get("requestId") == "rid-42")
+    assert len([x for x in http_edge.events() if x.get("requestId") == "rid-42"]) == 1
+    h = e["httpRequest"]
+    assert e["source"] == "edge" and e["severity"] == "INFO"
+    assert h["requestMethod"] == "GET" and h["status"] == 201
+    assert h["requestUrl"].endswith("/status/201?q=1") and h["userAgent"] == "pytest-agent"
+    assert h["remoteIp"] == "127.0.0.1" and h["latency"].endswith("s")
+    assert e["route"] == "*/*" and e["isWebSocket"] is False and e["upstream"]
+    assert_no_secret(http_edge)
+
+
+def test_origin_sees_no_request_when_unrouted(origins: Origins) -> None:
+    edge_port = free_port()
+    import tempfile
+    from pathlib import Path
+
+    from tests.support import running, wsgate_command
+    toml = Path(tempfile.mkstemp(suffix=".toml")[1])
+    toml.write_text(f'listen = "127.0.0.1:{edge_port}"\n[[routes]]\n'
+                    f'pattern = "app.example.com/*"\norigin = "{origins.http_url}"\n')
+    with running(wsgate_command("edge", "--config", str(toml)), edge_port,
+                 env={"WSGATE_SECRET": SECRET}):
+        origins.clear()
+        out = raw_exchange(edge_port, b"GET /x HTTP/1.1\r\nHost: other.example.com\r\n\r\n")
+        assert status_of(out) == 404 and b"no route for other.example.com/x" in out
+        out = raw_exchange(edge_port, b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\n"
+                                      b"Connection: close\r\n\r\n")
+        assert status_of(out) == 200
+        assert [s.target for s in origins.snapshot()] == ["/echo"]
+
+
+def test_stale_pooled_connection_is_retried_once(http_edge: Edge, origins: Origins) -> None:
+    assert get(http_edge, "/drop-next")[0] == 200  # that upstream connection goes to the pool
+    origins.clear()
+    status, _, body = get(http_edge, "/status/200")
+    assert status == 200
+    assert [s.target for s in origins.snapshot()] == ["/status/200", "/status/200"]
+    # A POST is never replayed: the client gets the 502.
+    assert get(http_edge, "/drop-next")[0] == 200
+    status, _, body = get(http_edge, "/echo", method="POST", body=b"data")
+    assert status == 502 and body.startswith(b"Edge Proxy Error: ")
+
+
+def test_fake_101_to_plain_request_is_502(http_edge: Edge) -> None:
+    status, _, body = get(http_edge, "/fake-101")
+    assert status == 502 and body.startswith(b"Edge Proxy Error: ")
+
+
+def test_expect_100_continue(http_edge: Edge, origins: Origins) -> None:
+    origins.clear()
+    with socket.create_connection(("127.0.0.1", http_edge.port), timeout=5) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"hello")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert status_of(data) == 200 and b'"body_len": 5' in data
+    assert origins.snapshot()[0].header("expect") is None

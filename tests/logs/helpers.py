@@ -1,0 +1,42 @@
+"""Helpers for the logs tests: fixture paths, reading events, running `wsgate logs`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support import wsgate_command
+from wsgate.logs.query import Query
+from wsgate.logs.sources import Event, ReadStats, read_events
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Every fixture of another system's format, with the source it must be read as.
+FOREIGN = {
+    "gcloud_read.json": "cloud-logging",
+    "cloud_logging_lines.jsonl": "cloud-logging",
+    "wrangler_tail.json": "wrangler",
+    "wrangler_lines.jsonl": "wrangler",
+}
+
+
+def events_of(name: str | Path, query: Query | None = None) -> tuple[list[Event], ReadStats]:
+    path = name if isinstance(name, Path) else FIXTURES / name
+    stats = ReadStats()
+    with open(path, "rb") as handle:
+        events = list(read_events(handle, stats, query.prefilter() if query else None))
+    if query is not None:
+        events = [e for e in events if query.matches(e)]
+    return events, stats
+
+
+def run_logs(*args: str, stdin: bytes | None = None,
+             timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(wsgate_command("logs", *args), input=stdin, capture_output=True,
+                          timeout=timeout, check=False)
+
+
+def json_lines(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.decode().splitlines() if line.strip()]

@@ -1,0 +1,128 @@
+"""`wsgate logs` as users run it: files, stdin, mixed formats, bad input, bad options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.logs.helpers import FIXTURES, FOREIGN, json_lines, run_logs
+from tests.support import wsgate_command
+from wsgate.logs.join import join, summarise
+from wsgate.logs.query import build_query
+from wsgate.logs.render import pretty_group, pretty_line, summary_text
+from wsgate.logs.sources import EVENT_FIELDS, ReadStats, read_events
+
+
+def test_mixed_formats_from_files_and_stdin() -> None:
+    wrangler = (FIXTURES / "wrangler_tail.json").read_bytes()
+    out = run_logs(str(FIXTURES / "gcloud_read.json"), "-",
+                   str(FIXTURES / "cloud_logging_lines.jsonl"), stdin=wrangler)
+    assert out.returncode == 0, out.stderr
+    events = json_lines(out.stdout)  # a pipe: JSON is the default
+    assert [e["format"] for e in events].count("wrangler") == 7
+    assert [e["format"] for e in events].count("cloud-logging") == 8 + 4
+    assert out.stderr == b""
+
+
+def test_bad_input_reported_once_at_the_end() -> None:
+    out = run_logs(str(FIXTURES / "bad_input.log"), str(FIXTURES / "bad_input.log"))
+    assert out.returncode == 0
+    assert b"Traceback" not in out.stderr
+    assert out.stderr.decode().splitlines() == [
+        "wsgate logs: skipped 18 unparseable input(s): 10 not JSON, 8 not a log event"]
+    assert len(json_lines(out.stdout)) == 8
+
+
+@pytest.mark.parametrize("args", [
+    ["--status", "teapot"], ["--since", "yesterday"], ["--ip", "nope"],
+    ["--severity", "loud"], ["--header", "bad header"], ["--join", "--summary"],
+    ["--follow", "--join", "x.log"], ["--follow"], ["--format", "xml"], ["--limit", "0"],
+])
+def test_bad_options_are_one_line_usage_errors(args: list[str]) -> None:
+    out = run_logs(*args, stdin=b"")
+    assert out.returncode == 2
+    assert b"Traceback" not in out.stderr
+    assert b"Error:" in out.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    out = run_logs(str(tmp_path / "absent.log"))
+    assert out.returncode == 1
+    assert out.stderr.decode().strip() == f"wsgate logs: {tmp_path / 'absent.log'}: no such file"
+
+
+def test_limit_and_a_closed_pipe(tmp_path: Path) -> None:
+    out = run_logs(str(FIXTURES / "gcloud_read.json"), "--limit", "2")
+    assert len(json_lines(out.stdout)) == 2
+    # A reader that goes away early (`| head -1`) ends the command quietly.
+    big = tmp_path / "big.log"
+    big.write_bytes(b"".join(json.dumps({"message": f"m{i}", "severity": "INFO"}).encode()
+                             + b"\n" for i in range(200_000)))
+    with subprocess.Popen(wsgate_command("logs", str(big)), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(60) == 0
+    assert json.loads(first)["message"] == "m0"
+    assert b"Traceback" not in errors
+
+
+def test_json_output_uses_only_documented_fields() -> None:
+    for name in FOREIGN:
+        for event in json_lines(run_logs(str(FIXTURES / name)).stdout):
+            assert set(event) <= set(EVENT_FIELDS)
+
+
+def _events(name: str) -> list[dict[str, object]]:
+    with open(FIXTURES / name, "rb") as handle:
+        return list(read_events(handle, ReadStats()))
+
+
+def test_join_groups_by_request_id_across_formats() -> None:
+    events = _events("wrangler_tail.json") + _events("gcloud_read.json")
+    groups = join(events, build_query(request_id=["b7c1d2e3f4a5b6c7"]))
+    [group] = groups
+    assert [e["format"] for e in group.edge] == ["wrangler"]
+    assert [e.get("reason") for e in group.origin] == ["missing"]
+    assert group.as_json()["status"] == 403
+    lines = pretty_group(group, colour=False)
+    assert len(lines) == 2 and lines[1].startswith("  └ ")
+    # Events without a request id stay single entries, in time order.
+    everything = join(events, build_query())
+    assert sum(len(g.events) for g in everything) == len(events)
+    firsts = [g.first_epoch for g in everything]
+    assert firsts == sorted(firsts)
+
+
+def test_summary_counts_and_percentiles() -> None:
+    summary = summarise(_events("gcloud_read.json") + _events("wrangler_tail.json"),
+                        build_query())
+    data = summary.as_json()
+    assert data["events"] == 15
+    assert data["byStatusClass"] == {"1xx": 2, "2xx": 3, "4xx": 3, "5xx": 3, "none": 4}
+    assert data["websocketSessionsByCloseCode"] == {"1001": 1}
+    origin = data["latencyMs"]["origin"]
+    # origin latencies (ms): 4.512, 0.812, 1.204, 3600001, 51 -> nearest rank
+    assert origin == {"count": 5, "p50": 4.512, "p90": 3600001.0, "p99": 3600001.0,
+                      "max": 3600001.0}
+    assert data["topErrors"][0]["count"] >= 1
+    text = summary_text(summary, colour=False)
+    assert "status: 1xx=2, 2xx=3, 4xx=3, 5xx=3, none=4" in text
+
+
+def test_pretty_lines_are_aligned_and_safe() -> None:
+    events = _events("wrangler_tail.json")
+    lines = [pretty_line(e, colour=False) for e in events]
+    # time, source, status, method and path start in the same columns on every line
+    assert len({line.index(" edge ") for line in lines}) == 1
+    assert len({line[:70].rfind("/") > 0 for line in lines}) == 1
+    hostile = {"timestamp": "2026-11-25T10:00:00Z", "source": "edge",
+               "message": "evil \x1b[2J\x1b]0;title\x07 text\nsecond line", "path": "/\x1b[31m"}
+    rendered = pretty_line(hostile, colour=True)
+    assert "\x1b[2J" not in rendered and "\x1b]0" not in rendered and "\n" not in rendered
+    assert "\x1b[31m" not in pretty_line(hostile, colour=False)
