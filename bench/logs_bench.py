@@ -73,26 +73,24 @@ def make_file(path: Path, lines: int) -> None:
             out.write(json.dumps(event, separators=(",", ":")) + "\n")
 
 
-def run(args: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS in KiB, exit status) of one `wsgate logs` run."""
+BASELINE = ("import json, sys\n"
+            "loads = json.loads\n"
+            "for line in open(sys.argv[1], 'rb'):\n"
+            "    loads(line)\n")
+
+
+def run(command: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS in KiB, exit status) of one process, output to /dev/null."""
     started = time.perf_counter()
     with open(os.devnull, "wb") as devnull:
-        process = subprocess.Popen([sys.executable, "-m", "wsgate", "logs", *args],
-                                   stdout=devnull, stderr=subprocess.PIPE)
+        process = subprocess.Popen(command, stdout=devnull, stderr=devnull)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-        assert process.stderr is not None
-        process.stderr.close()
     return time.perf_counter() - started, usage.ru_maxrss, process.returncode
 
 
-def baseline(path: Path) -> float:
-    started = time.perf_counter()
-    loads = json.loads
-    with open(path, "rb") as handle:
-        for line in handle:
-            loads(line)
-    return time.perf_counter() - started
+def logs(path: Path, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "wsgate", "logs", str(path), *args]
 
 
 def main() -> None:
@@ -103,18 +101,18 @@ def main() -> None:
         big, small = Path(tmp) / "big.log", Path(tmp) / "small.log"
         make_file(big, options.lines)
         make_file(small, max(1, options.lines // 10))
-        size_mb = big.stat().st_size / 1e6
-        base = baseline(big)
-        print(f"{options.lines:,} lines, {size_mb:.0f} MB; baseline json.loads loop: "
-              f"{base:.2f}s = {options.lines / base:,.0f} lines/s")
+        print(f"{options.lines:,} lines, {big.stat().st_size / 1e6:.0f} MB. 'x base': time "
+              "over a bare json.loads-per-line loop run just before (same machine load).")
         print(f"{'case':<32} {'seconds':>8} {'lines/s':>11} {'x base':>7} "
               f"{'RSS MiB':>8} {'RSS at 1/10':>11}")
         for name, args in CASES:
-            seconds, rss, code = run([str(big), *args])
-            _, rss_small, _ = run([str(small), *args])
+            base, _, _ = run([sys.executable, "-c", BASELINE, str(big)])
+            seconds, rss, code = run(logs(big, args))
+            _, rss_small, _ = run(logs(small, args))
             flag = "" if code == 0 else f"  (exit {code})"
             print(f"{name:<32} {seconds:>8.2f} {options.lines / seconds:>11,.0f} "
-                  f"{seconds / base:>7.2f} {rss / 1024:>8.1f} {rss_small / 1024:>11.1f}{flag}")
+                  f"{seconds / base:>7.2f} {rss / 1024:>8.1f} {rss_small / 1024:>11.1f}{flag}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rate", type=int, default=500, help="samples per second")
     parser.add_argument("--native", action="store_true", help="include C frames (uvloop)")
+    parser.add_argument("--blocking", action="store_true",
+                        help="pause the edge for each sample: slower, but stacks are never torn")
     parser.add_argument("--perf", action="store_true",
                         help="sample with Linux perf instead (kernel, libc, uvloop, CPython "
                              "symbols: where the time below the Python frames goes)")
@@ -188,7 +190,8 @@ def main() -> int:
                    "--rate", str(args.rate), "--duration", str(seconds), "--format", "raw",
                    "--output", str(collapsed),
                    # --native must pause the edge to unwind C frames; else never pause.
-                   *(["--native"] if args.native else ["--nonblocking"])]
+                   *([] if args.native or args.blocking else ["--nonblocking"]),
+                   *(["--native"] if args.native else [])]
         with open(workdir / "py-spy.log", "wb") as log:
             spy_proc = subprocess.Popen(spy, stdout=log, stderr=subprocess.STDOUT)
             time.sleep(0.5)  # attach before the load starts

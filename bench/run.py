@@ -492,6 +492,19 @@ def report(bench: Bench, names: list[str]) -> str:
     return "\n".join(parts)
 
 
+def git_state() -> dict[str, str]:
+    """Which code was measured: the commit, and whether the edge had local changes."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  check=False, cwd=Path(__file__).parent).stdout.strip()
+        except OSError:
+            return ""
+    dirty = git("status", "--porcelain", "--", "../src/wsgate/edge", "../src/wsgate/policy")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "edge_changes": "uncommitted" if dirty else "none"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller phases, < 3 minutes")
@@ -551,6 +564,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "load_before": bench.load_before},
+        "git": git_state(), "env": {"PYTHONOPTIMIZE": os.environ.get("PYTHONOPTIMIZE", "")},
         "plan": asdict(plan), "pinned": pin, "elapsed_s": elapsed,
         "targets": names, "failed": bench.failed, "notes": bench.notes,
         "checks": bench.checks,

@@ -100,7 +100,7 @@ async def soak(edge_port: int, pid: int, args: argparse.Namespace
               f"fds {samples[-1][2]:6d}  {counts}", flush=True)
         await asyncio.sleep(min(args.sample, max(0.0, stop_at - time.monotonic())))
     await asyncio.gather(*load)
-    await asyncio.sleep(2)  # let the last closes land
+    await asyncio.sleep(6)  # let the last closes land and pooled upstreams expire (4 s)
     samples.append((time.monotonic() - t0, rss_bytes(pid), fd_count(pid)))
     return samples, counts
 
@@ -118,12 +118,13 @@ def main() -> int:
         alive = edge.alive()
     warm = [s for s in samples if s[0] >= samples[-1][0] * 0.2] or samples
     growth = (max(s[1] for s in warm) - warm[0][1]) / MIB
-    fd_delta = samples[-1][2] - warm[0][2]
+    fd_delta = samples[-1][2] - samples[0][2]  # idle after the run vs idle before it
     failures = counts["ws_bad_echo"] + counts["ws_bad_close"] + counts["http_other"]
     print(f"\nran {samples[-1][0]:.0f}s: {counts}")
     print(f"RSS after warm-up {warm[0][1] / MIB:.1f} MiB, max {max(s[1] for s in warm) / MIB:.1f}"
           f" MiB (growth {growth:.1f} MiB, bound {args.max_growth_mib} MiB); "
-          f"descriptors {warm[0][2]} -> {samples[-1][2]}")
+          f"descriptors idle before {samples[0][2]}, under load {warm[0][2]}, "
+          f"idle after {samples[-1][2]}")
     ok = alive and growth <= args.max_growth_mib and fd_delta <= 4 and failures == 0
     print("OK: no growth" if ok else "FAIL: growth, errors or a crash")
     return 0 if ok else 1

@@ -81,6 +81,9 @@ class Limits:
     # Write-buffer high-water mark per socket: bounds memory per connection.
     write_buffer_bytes: int = 65536
     upstream_keepalive: int = 32
+    # A request body's deadline grows by one second per `min_body_rate` bytes received
+    # (0 = per-read timeout only).
+    min_body_rate: int = 500
 
 
 @dataclass(frozen=True, slots=True)

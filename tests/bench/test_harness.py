@@ -7,9 +7,11 @@ tests make sure the harness measures what it claims, against real servers.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import targets
 import wsclient
 
 SECRET = "bench-test-secret"
+BENCH = Path(targets.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +177,19 @@ def test_nginx_target_does_the_edge_job(origin: targets.Process, tmp_path: Path)
         assert procstat.usage(target.process.pid).pids[1:], "nginx worker not found"
     finally:
         target.process.stop()
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(tmp_path: Path) -> None:
+    """`bench/run.py --quick` runs to the end and writes every figure it promises."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--targets", "direct",
+         "--no-pin", "--out", str(out)],
+        capture_output=True, text=True, timeout=170, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["failed"] == {}
+    for key in ("rt_p50_us", "small_per_s", "large_mb_s", "handshake_per_s", "http_per_s"):
+        assert result["summary"][key]["direct"]["n"] == 3, key
+    assert "CPU per 32 B round trip" in proc.stdout

@@ -213,6 +213,7 @@ class HttpOrigin(asyncio.Protocol):
     /ws-die-mid      real 101, then half a frame, then TCP close
     /drop-next       200, but the next request on this connection is dropped unanswered
     /fake-101        101 to a plain GET
+    /leak-secret     200 echoing the request's X-CF-Secret as response headers
     anything else    200 "ok"
     """
 
@@ -315,6 +316,11 @@ class HttpOrigin(asyncio.Protocol):
                 "headers": [[n.decode(), v.decode("latin-1")] for n, v in req.headers],
                 "body_len": len(body)}).encode()
             self._send(200, payload, [(b"content-type", b"application/json")])
+        elif path == "/leak-secret":
+            # A careless origin echoing the request's secret header back.
+            secret = headers.get("x-cf-secret", "")
+            self._send(200, b"ok\n", [(b"x-cf-secret", secret.encode()),
+                                      (b"X-CF-SECRET", secret.encode())])
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])
             body = b"" if code in (204, 304) else f"status {code} from origin\n".encode()

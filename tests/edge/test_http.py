@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -105,12 +106,14 @@ def test_origin_status_relayed(http_edge: Edge) -> None:
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+    (b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+    (b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n\r\n", 400),
     (b"GARBAGE\r\n\r\n", 400),
     (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 400),
     (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999\r\n\r\n", 413),
 ], ids=["cl-and-te", "two-cl", "xchunked", "big-header", "many-headers", "two-hosts",
-        "absolute-form", "connect", "no-host", "garbage", "ws-without-key", "huge-body"])
+        "absolute-form", "connect", "trace", "te-on-http10", "no-host", "garbage", "ws-without-key", "huge-body"])
 def test_bad_requests_never_reach_origin(http_edge: Edge, origins: Origins,
                                          request_bytes: bytes, status: int) -> None:
     origins.clear()
@@ -151,7 +154,9 @@ def test_origin_down_gives_502_and_error_line() -> None:
 @pytest.fixture(scope="module")
 def slow_edge(origins: Origins) -> Iterator[Edge]:
     edge = Edge(origins.http_url, env={"WSGATE_EDGE_TIMEOUTS_UPSTREAM_RESPONSE": "0.5",
-                                       "WSGATE_EDGE_TIMEOUTS_REQUEST_HEADER": "1"}).start()
+                                       "WSGATE_EDGE_TIMEOUTS_REQUEST_HEADER": "1",
+                                       "WSGATE_EDGE_TIMEOUTS_CLIENT_IDLE": "1",
+                                       "WSGATE_EDGE_TIMEOUTS_CLIENT_BODY": "1"}).start()
     yield edge
     edge.stop()
 
@@ -234,3 +239,41 @@ def test_expect_100_continue(http_edge: Edge, origins: Origins) -> None:
             data += chunk
     assert status_of(data) == 200 and b'"body_len": 5' in data
     assert origins.snapshot()[0].header("expect") is None
+
+
+def test_client_that_never_reads_is_dropped(slow_edge: Edge) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", slow_edge.port))
+        sock.sendall(b"GET /bytes/50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        event = slow_edge.wait_event(lambda e: e.get("errorClass") == "client-gone",
+                                     timeout=10)
+    assert event["httpRequest"]["status"] == 200
+    assert event["bytesToClient"] < 50_000_000
+
+
+def test_secret_echoed_by_origin_is_stripped(http_edge: Edge) -> None:
+    status, headers, _ = get(http_edge, "/leak-secret")
+    assert status == 200 and "x-cf-secret" not in headers
+
+
+def test_body_trickle_is_cut(slow_edge: Edge, origins: Origins) -> None:
+    with socket.create_connection(("127.0.0.1", slow_edge.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        data = b""
+        for _ in range(20):  # one byte every 0.3 s: each read is within client_body
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            sock.settimeout(0.3)
+            try:
+                data += sock.recv(4096)
+            except TimeoutError:
+                continue
+            if data:
+                break
+        elapsed = time.monotonic() - started
+    assert status_of(data) == 408 and elapsed < 4

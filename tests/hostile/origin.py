@@ -52,10 +52,11 @@ from tests.hostile.wire import (
 )
 
 CHUNK = 65536
-# /ws/slowframe: a 64 KiB frame sent in thirds, then a fragmented message, with pauses
-# longer than the edge's 1-second keepalive interval between the pieces.
+# /ws/slowframe: a 64 KiB frame sent in halves, then a fragmented message; it pauses
+# in the middle of the frame and between two fragments. Each pause is more than twice
+# the edge's 1-second keepalive interval, so it always holds a whole silent interval.
 SLOWFRAME_PAYLOAD = bytes(range(256)) * 256
-SLOWFRAME_GAP = 1.3
+SLOWFRAME_GAP = 2.3
 
 
 @dataclass
@@ -423,18 +424,18 @@ class OriginServer:
         reading = asyncio.create_task(self.ws_frames(reader, conn, leftover, writer))
         try:
             big = encode_frame(OP_BINARY, SLOWFRAME_PAYLOAD, mask=False)
-            third = len(big) // 3
-            for i in range(3):
-                writer.write(big[i * third:(i + 1) * third if i < 2 else len(big)])
-                await writer.drain()
-                await asyncio.sleep(SLOWFRAME_GAP)
-            for i, part in enumerate((b"frag-1 ", b"frag-2 ", b"frag-3")):
-                opcode = OP_TEXT if i == 0 else OP_CONT
-                writer.write(encode_frame(opcode, part, fin=i == 2, mask=False))
-                if i == 1:
-                    writer.write(encode_frame(OP_PING, b"origin-ping", mask=False))
-                await writer.drain()
-                await asyncio.sleep(SLOWFRAME_GAP)
+            half = len(big) // 2
+            writer.write(big[:half])  # silence in the middle of a frame
+            await writer.drain()
+            await asyncio.sleep(SLOWFRAME_GAP)
+            writer.write(big[half:])
+            # ... then in the middle of a fragmented message, at a frame boundary
+            writer.write(encode_frame(OP_TEXT, b"frag-1 ", fin=False, mask=False))
+            await writer.drain()
+            await asyncio.sleep(SLOWFRAME_GAP)
+            writer.write(encode_frame(OP_CONT, b"frag-2 ", fin=False, mask=False))
+            writer.write(encode_frame(OP_PING, b"origin-ping", mask=False))
+            writer.write(encode_frame(OP_CONT, b"frag-3", fin=True, mask=False))
             writer.write(encode_frame(OP_TEXT, b"done", mask=False))
             await writer.drain()
             await reading

@@ -16,9 +16,18 @@ import pytest
 
 from tests.hostile import figures
 from tests.hostile.corpus import CLOSED, Case, all_cases, masked_text
-from tests.hostile.edgeproc import Edge, run_edge
+from tests.hostile.edgeproc import SECRET_HEADER, Edge, run_edge
 from tests.hostile.origin import OriginServer, Seen
-from tests.hostile.wire import OP_CLOSE, OP_TEXT, Exchange, exchange, parse_all, parse_frame
+from tests.hostile.wire import (
+    OP_CLOSE,
+    OP_TEXT,
+    Exchange,
+    close_payload,
+    encode_frame,
+    exchange,
+    parse_all,
+    parse_frame,
+)
 
 EDGE_SETTINGS = {
     "limits": {"max_body_bytes": 65536},
@@ -87,7 +96,7 @@ def ws_exchange(port: int, case: Case) -> tuple[Exchange, list[str]]:
                 del frames[:used]
                 got.append((frame.opcode, frame.payload))
                 if frame.opcode == OP_TEXT:
-                    sock.sendall(bytes([0x88, 0x82]) + b"\0\0\0\0" + b"\x03\xe8")
+                    sock.sendall(encode_frame(OP_CLOSE, close_payload(1000)))
                 if frame.opcode == OP_CLOSE:
                     break
             if (OP_TEXT, case.ws_echo) not in got:
@@ -137,7 +146,7 @@ def check_invariants(case: Case, edge: Edge, origin: OriginServer, ex: Exchange,
         where = f"origin request {req.method!r} {req.target[:60]!r}"
         if any(t in req.target for t in case.forbidden_targets):
             problems.append(f"{where}: a smuggled request reached the origin")
-        if req.values(edge_secret_header()) != [secret]:
+        if req.values(SECRET_HEADER) != [secret]:
             problems.append(f"{where}: secret header values are not exactly the edge's")
         xff = req.values("x-forwarded-for")
         if len(xff) != 1:
@@ -160,10 +169,6 @@ def check_invariants(case: Case, edge: Edge, origin: OriginServer, ex: Exchange,
             if req.values(name.decode()):
                 problems.append(f"{where}: header {name!r} must not reach the origin")
     return problems
-
-
-def edge_secret_header() -> str:
-    return "x-cf-secret"
 
 
 def _is_ip(value: bytes) -> bool:
@@ -197,6 +202,7 @@ def test_case(case: Case, edges: dict[str, Edge], origin: OriginServer) -> None:
     if case.close_after:
         if not ex.closed:
             problems.append("the edge kept the connection open (must close after this request)")
+        # No answer may follow the last one the case allows (CLOSED-only sets count 0).
         if len(ex.statuses) > len([s for s in case.statuses if s - {CLOSED}]):
             problems.append(f"extra responses after the one that must close: {ex.statuses}")
     if case.origin == "none" and (seen.requests or seen.raw):

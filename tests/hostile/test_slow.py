@@ -167,3 +167,25 @@ def test_client_that_never_reads(edge: Edge, origin: OriginServer) -> None:
     assert sent < 100 * 1000 * 1000, f"origin was not slowed down: sent {sent} bytes"
     assert wait_until(lambda: fd_count(edge.pid) <= base_fds, 5.0), (
         f"descriptors not released: {fd_count(edge.pid)} > {base_fds}")
+
+
+def test_silent_connections_are_closed(edge: Edge) -> None:
+    """Connections that never send a byte are closed after client_idle."""
+    socks = [socket.create_connection(("127.0.0.1", edge.port), timeout=5) for _ in range(50)]
+    try:
+        t0 = time.monotonic()
+        closed = 0
+        for s in socks:
+            s.settimeout(max(0.1, TIMEOUT + SLACK - (time.monotonic() - t0)))
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""  # a reset is a close too
+            except TimeoutError:
+                continue
+            closed += data == b"" or data.startswith(b"HTTP/1.1 408")
+        figures.add("slow.silent_connections", len(socks))
+        assert closed == len(socks), f"only {closed}/{len(socks)} silent connections closed"
+    finally:
+        for s in socks:
+            s.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import sys
@@ -10,7 +9,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,22 +27,28 @@ def origin_process() -> ServerProcess:
                          port, cwd=str(REPO))
 
 
+@dataclass
+class EdgeProcess(ServerProcess):
+    admin_port: int = 0  # 0: no admin listener
+
+
 def edge_process(origin_url: str, log_file: Path, *, admin: bool = True,
-                 secret: str = SECRET, extra: tuple[str, ...] = ()) -> ServerProcess:
+                 secret: str = SECRET, extra: tuple[str, ...] = ()) -> EdgeProcess:
     port = free_port()
+    admin_port = free_port() if admin else 0
     args = ["edge", "--origin", origin_url, "--listen", f"{LOOPBACK}:{port}",
             "--log-file", str(log_file), *extra]
-    server = ServerProcess(wsgate_command(*args), port, env={"WSGATE_SECRET": secret},
-                           cwd=str(REPO))
     if admin:
-        server.admin_port = free_port()  # type: ignore[attr-defined]
-        server.args = [*server.args, "--admin-listen",
-                       f"{LOOPBACK}:{server.admin_port}"]  # type: ignore[attr-defined]
-    return server
+        args += ["--admin-listen", f"{LOOPBACK}:{admin_port}"]
+    return EdgeProcess(wsgate_command(*args), port, env={"WSGATE_SECRET": secret},
+                       cwd=str(REPO), admin_port=admin_port)
+
+
+S = TypeVar("S", bound=ServerProcess)
 
 
 @contextlib.contextmanager
-def started(server: ServerProcess, timeout: float = 60.0) -> Iterator[ServerProcess]:
+def started(server: S, timeout: float = 60.0) -> Iterator[S]:
     server.start(timeout)
     try:
         yield server
@@ -100,7 +107,3 @@ def wait_until(condition: object, timeout: float = 10.0, interval: float = 0.05)
             return True
         time.sleep(interval)
     return False
-
-
-def run_async(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -99,6 +99,21 @@ def test_join_groups_by_request_id_across_formats() -> None:
     assert firsts == sorted(firsts)
 
 
+def test_join_from_files_and_from_stdin_agree() -> None:
+    """Files are joined in two passes, stdin in one; a --search that only the edge event
+    satisfies must still bring the origin's event of the same request."""
+    args = ["--join", "--search", "origin refused"]
+    files = run_logs(str(FIXTURES / "wrangler_tail.json"), str(FIXTURES / "gcloud_read.json"),
+                     *args)
+    stdin = run_logs(*args, stdin=(FIXTURES / "wrangler_tail.json").read_bytes()
+                     + (FIXTURES / "gcloud_read.json").read_bytes())
+    assert files.returncode == stdin.returncode == 0
+    [group] = json_lines(files.stdout)
+    assert json_lines(stdin.stdout) == [group]
+    assert group["requestId"] == "b7c1d2e3f4a5b6c7"
+    assert len(group["edge"]) == 1 and group["origin"][0]["reason"] == "missing"
+
+
 def test_summary_counts_and_percentiles() -> None:
     summary = summarise(_events("gcloud_read.json") + _events("wrangler_tail.json"),
                         build_query())
@@ -122,7 +137,8 @@ def test_pretty_lines_are_aligned_and_safe() -> None:
     assert len({line.index(" edge ") for line in lines}) == 1
     assert len({line[:70].rfind("/") > 0 for line in lines}) == 1
     hostile = {"timestamp": "2026-11-25T10:00:00Z", "source": "edge",
-               "message": "evil \x1b[2J\x1b]0;title\x07 text\nsecond line", "path": "/\x1b[31m"}
+               "message": "evil \x1b[2J\x1b]0;title\x07 text\nsecond line", "path": "/\x1b[31m",
+               "method": "\x1b[5m"}
     rendered = pretty_line(hostile, colour=True)
     assert "\x1b[2J" not in rendered and "\x1b]0" not in rendered and "\n" not in rendered
-    assert "\x1b[31m" not in pretty_line(hostile, colour=False)
+    assert "\x1b" not in pretty_line(hostile, colour=False)

@@ -84,7 +84,7 @@ def _read_messages(process: subprocess.Popen[bytes], count: int) -> list[str]:
     """The next `count` JSON lines of the command's stdout, waiting at most TIMEOUT."""
     assert process.stdout is not None
     fd = process.stdout.fileno()
-    buffer, got = b"", []
+    buffer, got = b"", list[str]()
     deadline = time.monotonic() + TIMEOUT
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)

@@ -14,8 +14,7 @@ from wsgate.logs.query import (
 )
 
 # filter options -> (matches in gcloud_read.json, matches in wrangler_tail.json).
-# The fixtures' contents are listed in docs/logs.md's test notes; counts were worked out
-# by hand from the entries, not by running the code.
+# Counts were worked out by hand from the fixture entries, not by running the code.
 CASES: list[tuple[dict[str, object], int, int]] = [
     ({}, 8, 7),
     ({"status": ["ok"]}, 3, 3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from typing import Any
 
@@ -79,7 +80,12 @@ async def serve(config: EdgeConfig) -> int:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logger = configure_event_logging("edge", config.log_file or None)
+    try:
+        logger = configure_event_logging("edge", config.log_file or None)
+    except OSError as exc:
+        click.echo(f"wsgate edge: log_file: cannot open {config.log_file!r}: "
+                   f"{exc.strerror or exc}", err=True)
+        return 2
     metrics = EdgeMetrics()
     server = EdgeServer(config, logger, metrics)
     try:
@@ -87,6 +93,9 @@ async def serve(config: EdgeConfig) -> int:
         admin = None
         if config.admin_addr is not None:
             admin = await start_admin(*config.admin_addr, metrics, lambda: not server.draining)
+    except ssl.SSLError as exc:
+        click.echo(f"wsgate edge: tls_cert/tls_key: cannot load: {exc.reason or exc}", err=True)
+        return 2
     except OSError as exc:
         click.echo(f"wsgate edge: cannot listen: {exc.strerror or exc}", err=True)
         return 1

@@ -7,6 +7,8 @@ The admin listener that serves them lives in `wsgate.edge.admin`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -14,6 +16,18 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 def status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+
+
+def close_code_label(code: int | None) -> str:
+    """RFC 6455 codes as they are; application ranges folded, so a client choosing
+    close codes cannot grow the label set without bound."""
+    if not code:
+        return "none"
+    if 1000 <= code <= 1015:
+        return str(code)
+    if 3000 <= code <= 4999:
+        return f"{code // 1000}xxx"
+    return "other"
 
 
 class EdgeMetrics:
@@ -42,24 +56,37 @@ class EdgeMetrics:
             "Time from the client's upgrade request to the relayed 101",
             buckets=LATENCY_BUCKETS, registry=r)
 
+        # labels() takes a lock and builds a key on every call; the edge calls these
+        # per request, so the children are looked up once and kept.
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._to_origin = self.bytes_relayed.labels("to_origin")
+        self._to_client = self.bytes_relayed.labels("to_client")
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def request_done(self, route: str, status: int, seconds: float,
                      bytes_from_client: int, bytes_to_client: int) -> None:
-        self.requests.labels(route, status_class(status)).inc()
-        self.request_latency.labels(route).observe(seconds)
-        self.bytes_relayed.labels("to_origin").inc(bytes_from_client)
-        self.bytes_relayed.labels("to_client").inc(bytes_to_client)
+        self._child(self.requests, route, status_class(status)).inc()
+        self._child(self.request_latency, route).observe(seconds)
+        self._to_origin.inc(bytes_from_client)
+        self._to_client.inc(bytes_to_client)
 
     def upstream_error(self, error_class: str) -> None:
         self.upstream_errors.labels(error_class).inc()
 
     def websocket_opened(self, route: str, handshake_seconds: float) -> None:
-        self.requests.labels(route, "1xx").inc()
+        self._child(self.requests, route, "1xx").inc()
         self.handshake_latency.observe(handshake_seconds)
         self.websockets_open.inc()
 
     def websocket_closed(self, close_code: int | None,
                          bytes_from_client: int, bytes_to_client: int) -> None:
         self.websockets_open.dec()
-        self.websocket_sessions.labels(str(close_code) if close_code else "none").inc()
-        self.bytes_relayed.labels("to_origin").inc(bytes_from_client)
-        self.bytes_relayed.labels("to_client").inc(bytes_to_client)
+        self._child(self.websocket_sessions, close_code_label(close_code)).inc()
+        self._to_origin.inc(bytes_from_client)
+        self._to_client.inc(bytes_to_client)

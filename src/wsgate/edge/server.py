@@ -294,8 +294,9 @@ class ClientConnection(StreamProtocol):
                     status = 431 if exc.error_status_hint == 431 else 400
                     self.refuse(ex, ClientError(
                         status, "headers-too-large" if status == 431 else "bad-request",
+                        # h11's message may quote the client's bytes: never echoed.
                         "request headers too large" if status == 431
-                        else f"malformed request: {exc}"))
+                        else "malformed request"))
                     break
                 if not isinstance(event, h11.Request):
                     break  # ConnectionClosed (client went away between requests)
@@ -403,8 +404,10 @@ class ClientConnection(StreamProtocol):
         if len(req.target) + sum(len(n) + len(v) + 4 for n, v in headers) > \
                 limits.max_header_bytes:
             raise ClientError(431, "headers-too-large", "request headers too large")
-        if req.method == b"CONNECT":
-            raise ClientError(405, "bad-request", "CONNECT is not supported")
+        if req.method in (b"CONNECT", b"TRACE"):
+            # TRACE would make the origin echo the request, secret included.
+            raise ClientError(405, "bad-request",
+                              f"{req.method.decode('ascii', 'replace')} is not supported")
         if not req.target.startswith(b"/"):
             raise ClientError(400, "bad-request", "the request target must be a path")
         if len(hosts) > 1:
@@ -414,6 +417,9 @@ class ClientConnection(StreamProtocol):
         if chunked and b"content-length" in names:
             raise ClientError(400, "bad-request",
                               "both Content-Length and Transfer-Encoding were sent")
+        if chunked and req.http_version != b"1.1":
+            # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+            raise ClientError(400, "bad-request", "Transfer-Encoding in an HTTP/1.0 request")
         path = req.target.partition(b"?")[0]
         route = match_route(server.config.routes, ex.host.decode("latin-1"),
                             path.decode("latin-1"))
@@ -454,24 +460,40 @@ class ClientConnection(StreamProtocol):
         uproto.write(up.conn.send(h11.Request(method=req.method, target=target,
                                               headers=up_headers, http_version=b"1.1",
                                               _parsed=True)))
-        # Request body, streamed with flow control both ways.
+        # Request body, streamed with flow control both ways. Besides the per-read
+        # `client_body` timeout the body has a deadline that grows with what arrives
+        # (Apache's MinRate model): a trickle of one byte a second is cut, a slow but
+        # steady upload is not.
+        min_rate = server.config.limits.min_body_rate
+        body_start = time.monotonic()
         while not resend:
             if conn.they_are_waiting_for_100_continue:
                 self.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            wait = tmo.client_body
+            if min_rate:
+                left = body_start + tmo.client_body + ex.from_client / min_rate - time.monotonic()
+                wait = min(wait, max(left, 0.0))
             try:
-                event = await self.next_event_within(conn, tmo.client_body)
+                if wait <= 0:
+                    raise TimeoutError
+                event = await self.next_event_within(conn, wait)
             except TimeoutError:
                 raise ClientError(408, "request-timeout", "request body not received in time"
                                   ) from None
-            except h11.RemoteProtocolError as exc:
-                raise ClientError(400, "bad-request", f"malformed request body: {exc}") from None
+            except h11.RemoteProtocolError:
+                raise ClientError(400, "bad-request", "malformed request body") from None
             if isinstance(event, h11.Data):
                 ex.from_client += len(event.data)
                 if ex.from_client > max_body:
                     raise ClientError(413, "body-too-large", "request body too large")
                 uproto.write(up.conn.send(event))
                 if uproto.write_paused:
-                    await uproto.drain()
+                    try:
+                        async with asyncio.timeout(tmo.upstream_response):
+                            await uproto.drain()
+                    except TimeoutError:
+                        raise UpstreamError(504, "upstream-timeout",
+                                            "the origin stopped reading the request") from None
             elif isinstance(event, h11.EndOfMessage):
                 uproto.write(up.conn.send(h11.EndOfMessage()))
                 break
@@ -525,7 +547,13 @@ class ClientConnection(StreamProtocol):
                     self.write(b"".join(pending))
                     pending = []
                     if self.write_paused:
-                        await self.drain()
+                        # A client that never reads must not hold the origin forever.
+                        try:
+                            async with asyncio.timeout(tmo.client_idle):
+                                await self.drain()
+                        except TimeoutError:
+                            raise PeerGone("the client stopped reading the response"
+                                           ) from None
                     event = await uproto.next_event_within(up.conn, tmo.upstream_response)
             except TimeoutError:
                 raise UpstreamError(504, "upstream-timeout",

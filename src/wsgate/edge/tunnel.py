@@ -37,10 +37,14 @@ class _ClientSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         t = self.t
         t.to_origin += len(data)
-        t.up.feed(data)
         t.origin.write(data)
-        if t.first_close is None and t.up.closed:
-            t.first_close = "client"
+        # The client's close frame is looked for only where it normally is: alone in
+        # its chunk (masked, FIN + opcode 8, length exactly header + payload). This
+        # keeps the client → origin direction free of per-frame work; a close frame
+        # coalesced with other frames is missed, which only affects the log's
+        # closeCode/closedBy.
+        if data[0] == 0x88 and len(data) <= 131 and t.first_close is None:
+            t.note_client_close(data)
 
     def eof_received(self) -> bool:
         t = self.t
@@ -86,9 +90,25 @@ class _OriginSide(asyncio.Protocol):
 
 class Tunnel:
     __slots__ = (
-        "client", "client_done", "down_blocked", "edge_close", "error_class", "first_close",
-        "first_gone", "on_done", "origin", "origin_done", "pending_close", "ping_handle",
-        "ping_interval", "ping_mark", "started", "to_client", "to_origin", "tracker", "up",
+        "client",
+        "client_close",
+        "client_done",
+        "down_blocked",
+        "edge_close",
+        "error_class",
+        "first_close",
+        "first_gone",
+        "on_done",
+        "origin",
+        "origin_done",
+        "pending_close",
+        "ping_handle",
+        "ping_interval",
+        "ping_mark",
+        "started",
+        "to_client",
+        "to_origin",
+        "tracker",
     )
 
     def __init__(self, client: asyncio.Transport, origin: asyncio.Transport, *,
@@ -98,7 +118,7 @@ class Tunnel:
         self.on_done = on_done
         self.ping_interval = ping_interval
         self.tracker = FrameTracker()  # origin → client (unmasked frames)
-        self.up = FrameTracker()  # client → origin (masked), for close codes only
+        self.client_close: int | None = None  # close code the client sent, if seen
         self.to_client = 0
         self.to_origin = 0
         self.first_close: ClosedBy | None = None
@@ -125,8 +145,19 @@ class Tunnel:
         self.client.resume_reading()
         self.origin.resume_reading()
         if self.ping_interval > 0:
+            self.ping_mark = self.to_client + self.to_origin
             self.ping_handle = asyncio.get_running_loop().call_later(
                 self.ping_interval, self._ping)
+
+    def note_client_close(self, data: bytes) -> None:
+        n = len(data)
+        if n < 6 or not data[1] & 0x80 or (data[1] & 0x7F) != n - 6:
+            return
+        self.first_close = "client"
+        if n >= 8:
+            self.client_close = ((data[6] ^ data[2]) << 8) | (data[7] ^ data[3])
+        else:
+            self.client_close = 1005
 
     def down(self, data: bytes) -> None:
         """Origin → client."""
@@ -216,8 +247,8 @@ class Tunnel:
         if self.edge_close is not None:
             return self.edge_close
         if self.first_close == "client":
-            return self.up.close_code
-        return self.tracker.close_code if self.tracker.closed else self.up.close_code
+            return self.client_close
+        return self.tracker.close_code if self.tracker.closed else self.client_close
 
     @property
     def closed_by(self) -> ClosedBy:

@@ -137,6 +137,9 @@ class OriginGuard:
             (b"cache-control", b"no-store"),
             (b"x-content-type-options", b"nosniff"),
         ]
+        # Log first: once the 403 is on the wire the client may already be reading
+        # the log, and a failed send must not lose the event.
+        self._log_refusal(scope, headers, reason, is_websocket)
         if not is_websocket:
             await send({"type": "http.response.start", "status": 403,
                         "headers": response_headers})
@@ -147,7 +150,6 @@ class OriginGuard:
             # logs an error line for each such response, which a flood would
             # turn into one log line per refusal.)
             await send({"type": "websocket.close", "code": 1008})
-        self._log_refusal(scope, headers, reason, is_websocket)
 
     def _log_refusal(self, scope: Scope, headers: Sequence[policy.Header], reason: str,
                      is_websocket: bool) -> None:

@@ -157,8 +157,23 @@ def install(settings: GuardSettings) -> None:
     module.create_starlette_app = create_guarded_app
     module._get_uvicorn_config_kwargs = uvicorn_kwargs
     runner.__init__ = runner_init
+    disable_external_ip_lookup()
     if hasattr(module, "_bind_server_socket") and hasattr(module, "_is_port_manually_set"):
         _explain_port_in_use(module)
+
+
+def disable_external_ip_lookup() -> None:
+    """Stop Streamlit asking checkip.amazonaws.com for this machine's public IP.
+
+    Behind an edge the origin's public identity is the edge's URL (`--public-url`),
+    never the origin machine's own address. Streamlit does not cache a failed
+    lookup, so on an origin without internet access every WebSocket whose Origin
+    is not local (the public URL included) waited up to 2 s for two 1 s timeouts
+    before its allow-list was even consulted.
+    """
+    from streamlit import net_util
+
+    net_util.get_external_ip = lambda: None
 
 
 def _explain_port_in_use(module: Any) -> None:

@@ -27,8 +27,9 @@ def _lines_of(path: str) -> Iterator[bytes]:
         yield from handle
 
 
-def _events(paths: list[str], query: Query, stats: ReadStats) -> Iterator[Event]:
-    prefilter = query.prefilter()
+def _events(paths: list[str], query: Query | None, stats: ReadStats) -> Iterator[Event]:
+    """Events of every path; with a query, lines that cannot match may be skipped early."""
+    prefilter = query.prefilter() if query is not None else None
     for path in paths:
         yield from read_events(_lines_of(path), stats, prefilter)
 
@@ -111,14 +112,21 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
     if not follow_:
         for path in paths:
             if path != "-" and not os.path.isfile(path):
-                click.echo(f"wsgate logs: {path}: no such file", err=True)
+                problem = "not a file" if os.path.exists(path) else "no such file"
+                click.echo(f"wsgate logs: {path}: {problem}", err=True)
                 sys.exit(EXIT_INPUT)
 
     out = sys.stdout
     as_json = fmt == "json" or (fmt is None and not out.isatty())
     use_colour = _use_colour(colour, out) and not as_json
     stats = ReadStats()
-    events = _followed_events(paths, stats, out) if follow_ else _events(paths, query, stats)
+    if follow_:
+        events = _followed_events(paths, stats, out)
+    elif join_ and "-" in paths:
+        # One pass over stdin: every event may belong to a matching group, none skipped.
+        events = _events(paths, None, stats)
+    else:
+        events = _events(paths, query, stats)
     written = 0
     try:
         if summary:
@@ -126,7 +134,10 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
             out.write((to_json_line(result.as_json()) if as_json
                        else summary_text(result, use_colour)) + "\n")
         elif join_:
-            for group in join(events, query):
+            # Files are read twice (matching ids, then their events) to keep memory
+            # to the result; stdin can be read once only, so it is held whole.
+            again = None if "-" in paths else (lambda: _events(paths, None, ReadStats()))
+            for group in join(events, query, again):
                 if as_json:
                     out.write(to_json_line(group.as_json()) + "\n")
                 else:

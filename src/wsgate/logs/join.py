@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,36 +49,76 @@ class Group:
         return out
 
 
-def join(events: Iterable[Event], query: Query) -> list[Group]:
+def join(events: Iterable[Event], query: Query,
+         again: Callable[[], Iterable[Event]] | None = None) -> list[Group]:
     """Groups by requestId; a group is kept when any of its events matches the query,
     so `--status 403 --join` shows the edge's 403 with the origin's refusal beside it.
-    Groups come out in time order of their first event (input order for ties)."""
+    Groups come out in time order of their first event (input order for ties).
+
+    With `again` (the same events read a second time, e.g. files read twice) the first
+    pass keeps only the matching request ids and the second only their events, so
+    memory follows the result instead of the input.
+    """
+    if again is None:
+        return _finish(_group(events, query, None))
+    wanted: set[str] = set()
+    lone: list[Group] = []
+    for index, event in enumerate(events):
+        if query.matches(event):
+            rid = event.get("requestId")
+            if isinstance(rid, str) and rid:
+                wanted.add(rid)
+            else:
+                lone.append(_single(event, index))
+    return _finish([*_group(again(), None, wanted), *lone])
+
+
+def _single(event: Event, order: int) -> Group:
+    group = Group(None, [event], order=order)
+    epoch = event_epoch(event)
+    if epoch is not None:
+        group.first_epoch = epoch
+    return group
+
+
+def _group(events: Iterable[Event], query: Query | None,
+           wanted: set[str] | None) -> list[Group]:
+    """One pass: with `query`, groups with a matching event; with `wanted`, those ids."""
     groups: dict[str, Group] = {}
     lone: list[Group] = []
     matched: set[int] = set()
-    order = 0
-    for event in events:
+    for index, event in enumerate(events):
         rid = event.get("requestId")
         if isinstance(rid, str) and rid:
+            if wanted is not None and rid not in wanted:
+                continue
             group = groups.get(rid)
             if group is None:
-                group = groups[rid] = Group(rid, order=order)
-                order += 1
-        else:
-            group = Group(None, order=order)
-            order += 1
+                group = groups[rid] = Group(rid, order=index)
+            group.events.append(event)
+            epoch = event_epoch(event)
+            if epoch is not None and epoch < group.first_epoch:
+                group.first_epoch = epoch
+        elif query is not None:
+            group = _single(event, index)
             lone.append(group)
-        group.events.append(event)
-        epoch = event_epoch(event)
-        if epoch is not None and epoch < group.first_epoch:
-            group.first_epoch = epoch
-        if query.matches(event):
+        else:
+            continue
+        if query is None or query.matches(event):
             matched.add(id(group))
-    kept = [g for g in (*groups.values(), *lone) if id(g) in matched]
+    return [g for g in (*groups.values(), *lone) if id(g) in matched]
+
+
+def _finish(kept: list[Group]) -> list[Group]:
     for group in kept:
-        group.events.sort(key=lambda e: event_epoch(e) or math.inf)
+        group.events.sort(key=_epoch_or_last)
     kept.sort(key=lambda g: (g.first_epoch, g.order))
     return kept
+
+
+def _epoch_or_last(event: Event) -> float:
+    epoch = event_epoch(event)
+    return math.inf if epoch is None else epoch
 
 
 def _percentile(sorted_values: array[float], fraction: float) -> float:

@@ -93,7 +93,7 @@ def pretty_line(event: Event, colour: bool) -> str:
     """time  source  status method path  duration  ws-close  message/error."""
     status = event.get("status")
     status_text = str(status) if isinstance(status, int) else "-"
-    method = str(event.get("method", "-"))[:7]
+    method = _clean(str(event.get("method", "-"))[:7])
     path = _clean(str(event.get("path") or event.get("url") or "-"))
     if len(path) > PATH_WIDTH:
         path = path[:PATH_WIDTH - 1] + "…"

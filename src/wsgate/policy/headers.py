@@ -69,9 +69,12 @@ class ResponsePolicy:
     @classmethod
     def from_config(cls, config: EdgeConfig) -> ResponsePolicy:
         marker = config.marker
+        # The secret header never goes back to a client, even if an origin echoes it.
+        stripped = {h.lower().encode() for h in config.strip_response_headers}
+        stripped.add(config.secret_header.lower().encode())
         return cls(
             (marker[0].lower().encode(), marker[1].encode()) if marker else None,
-            frozenset(h.lower().encode() for h in config.strip_response_headers),
+            frozenset(stripped),
             tuple(e.lower().encode() for e in config.cache.extensions),
             config.cache.value.encode(),
         )
