@@ -15,4 +15,4 @@ DEAD_PROXY = "http://127.0.0.1:9"
 for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ[name] = DEAD_PROXY
 for name in ("NO_PROXY", "no_proxy"):
-    os.environ[name] = "localhost,127.0.0.1,::1,[::1]"
+    os.environ[name] = "localhost,127.0.0.1,::1"

@@ -286,6 +286,8 @@ class HttpOrigin(asyncio.Protocol):
         else:
             hdrs.append((b"transfer-encoding", b"chunked"))
         out = self.conn.send(h11.Response(status_code=status, headers=hdrs))
+        if self.request is not None and self.request.method == b"HEAD":
+            body = b""  # same headers as GET, no body
         if body:
             if chunked:
                 for i in range(0, len(body), 16384):

@@ -113,7 +113,8 @@ def test_origin_status_relayed(http_edge: Edge) -> None:
     (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 400),
     (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999\r\n\r\n", 413),
 ], ids=["cl-and-te", "two-cl", "xchunked", "big-header", "many-headers", "two-hosts",
-        "absolute-form", "connect", "trace", "te-on-http10", "no-host", "garbage", "ws-without-key", "huge-body"])
+        "absolute-form", "connect", "trace", "te-on-http10", "no-host", "garbage",
+        "ws-without-key", "huge-body"])
 def test_bad_requests_never_reach_origin(http_edge: Edge, origins: Origins,
                                          request_bytes: bytes, status: int) -> None:
     origins.clear()
@@ -277,3 +278,13 @@ def test_body_trickle_is_cut(slow_edge: Edge, origins: Origins) -> None:
                 break
         elapsed = time.monotonic() - started
     assert status_of(data) == 408 and elapsed < 4
+
+
+def test_head_and_304_keep_the_connection_usable(http_edge: Edge) -> None:
+    out = http_edge.raw(b"HEAD /bytes/100 HTTP/1.1\r\nHost: a\r\n\r\n"
+                        b"GET /status/304 HTTP/1.1\r\nHost: a\r\n\r\n"
+                        b"GET /bytes/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    heads = out.split(b"HTTP/1.1 ")[1:]
+    assert [h[:3] for h in heads] == [b"200", b"304", b"200"]
+    assert b"content-length: 100" in heads[0].lower() and heads[0].endswith(b"\r\n\r\n")
+    assert heads[2].endswith(b"\r\n\r\nbbbbb")

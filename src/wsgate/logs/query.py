@@ -210,7 +210,12 @@ class Query:
     def _has_headers(self, event: Event) -> bool:
         headers = event.get("headers")
         if not isinstance(headers, dict):
-            return False
+            # Formats without request headers still know these two.
+            headers = {}
+            if "userAgent" in event:
+                headers["user-agent"] = event["userAgent"]
+            if "requestId" in event:
+                headers["x-request-id"] = event["requestId"]
         for name, value in self.headers:
             actual = headers.get(name)
             if not isinstance(actual, str):

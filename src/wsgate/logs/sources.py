@@ -58,8 +58,7 @@ EVENT_FIELDS: Final[dict[str, str]] = {
     "scriptName": "wrangler only: the Worker's name",
     "logs": "wrangler only: console messages of the invocation, one string each",
     "exceptions": "wrangler only: uncaught exceptions, 'Name: message' each",
-    "headers": "request headers known for the event, lowercase names (wrangler: all; "
-               "others: user-agent and x-request-id)",
+    "headers": "wrangler only: the request headers, lowercase names",
 }
 
 # wsgate FIELDS copied through as they are, with the exact types each may have (exact:
@@ -153,6 +152,8 @@ def _duration_ms(value: object) -> float | None:
 
 
 def normalise_severity(value: object) -> str | None:
+    if type(value) is str and value in SEVERITIES:  # the common case, already canonical
+        return value
     if not isinstance(value, str):
         return None
     upper = value.strip().upper()
@@ -265,14 +266,6 @@ def _finish(event: Event) -> Event:
         upgrade = headers.get("upgrade", "") if isinstance(headers, dict) else ""
         if event.get("status") == 101 or upgrade.lower() == "websocket":
             event["isWebSocket"] = True
-    if "headers" not in event:
-        headers = {}
-        if "userAgent" in event:
-            headers["user-agent"] = event["userAgent"]
-        if "requestId" in event:
-            headers["x-request-id"] = event["requestId"]
-        if headers:
-            event["headers"] = headers
     return event
 
 
