@@ -18,10 +18,12 @@ import pytest
 
 from tests.hostile import figures
 from tests.hostile.edgeproc import Edge, run_edge
+from tests.hostile.origin import OriginServer
 from tests.hostile.wire import (
     OP_CLOSE,
     OP_TEXT,
     WsClient,
+    exchange,
     fd_count,
     thread_count,
     wait_until,
@@ -229,3 +231,20 @@ def test_edge_sigterm_under_load() -> None:
         assert edge.server.process.returncode == 0, edge.server.process.returncode
         assert took < drain + 1.5, f"exit took {took:.1f}s, drain timeout is {drain}s"
         assert edge.secret not in edge.all_output()
+
+
+def test_origin_closing_idle_keepalive_connections() -> None:
+    """The origin closes idle keep-alive connections after 0.3 s (as uvicorn does after
+    5 s) and requests arrive just around that moment: a pooled upstream connection the
+    origin has closed must never turn a client's request into a 502."""
+    origin = OriginServer(idle_timeout=0.3, record=False).start()
+    try:
+        with run_edge(f"http://127.0.0.1:{origin.port}") as edge:
+            statuses = []
+            for i in range(30):
+                time.sleep(0.28 + (i % 7) * 0.005)
+                statuses += exchange(edge.port, [b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],
+                                     timeout=5).statuses or ["no answer"]
+            assert statuses == [200] * 30, statuses
+    finally:
+        origin.stop()

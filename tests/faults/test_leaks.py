@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -131,3 +132,55 @@ def test_vanishing_clients_leave_nothing_behind() -> None:
         growth = rss_bytes(edge.pid) - base_rss
         figures.put("faults.vanishing_clients_rss_growth_mib", round(growth / MIB, 1))
         assert growth < 16 * MIB, f"edge RSS grew {growth / MIB:.1f} MiB"
+
+
+def test_client_gone_mid_response_stops_the_origin() -> None:
+    """20 clients ask for 50 MB each, read 100 KB and vanish: the edge must abort the
+    upstream responses, not keep pulling 50 MB per request from the origin into a dead
+    socket, and must not log them as delivered."""
+    n, body = 20, 50_000_000
+    with origin_and_edge() as (_, edge, origin_port):
+        sent_before = origin_stats(origin_port)["sent"]
+
+        async def run() -> None:
+            await asyncio.gather(*(big_body_then_go(edge.port) for _ in range(n)))
+
+        asyncio.run(run())
+        # Let any still-running upstream transfers either finish (the bug) or be gone.
+        wait_until(lambda: origin_stats(origin_port)["open"] <= 1, 15)
+        sent = origin_stats(origin_port)["sent"] - sent_before
+        figures.put("faults.client_gone_mid_body_origin_sent_mib_per_request",
+                    round(sent / n / MIB, 1))
+        claimed = [e for e in map(json.loads, edge.events_text().splitlines())
+                   if e.get("httpRequest", {}).get("requestUrl", "").endswith("/big?n=50000000")
+                   and int(e.get("bytesToClient", 0)) >= body]
+        assert sent < n * body / 2, (
+            f"the origin sent {sent / n / MIB:.0f} MiB per request to clients that had "
+            "gone after 100 KB: the edge kept relaying into dead connections")
+        assert not claimed, (f"{len(claimed)} requests logged as fully delivered "
+                             f"(status {claimed[0].get('httpRequest', {}).get('status')}) "
+                             "although the client vanished after 100 KB")
+
+
+def test_client_gone_while_origin_thinks_releases_upstream() -> None:
+    """20 clients send a request the origin takes 5 s to answer and vanish after
+    0.2 s: the edge must notice and let go of the upstream connections at once, not
+    hold them (and the origin's work) until the answer or upstream_response (60 s)."""
+    with origin_and_edge() as (_, edge, _):
+        base_fds = fd_count(edge.pid)
+
+        async def one() -> None:
+            _, w = await _open(edge.port)
+            w.write(b"GET /slow?ms=5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            await asyncio.sleep(0.2)
+            _reset(w)
+
+        async def run() -> None:
+            await asyncio.gather(*(one() for _ in range(20)))
+
+        asyncio.run(run())
+        released = wait_until(lambda: fd_count(edge.pid) <= base_fds, 2.0)
+        figures.put("faults.client_gone_while_waiting_fds_held_after_2s",
+                    max(0, fd_count(edge.pid) - base_fds))
+        assert released, (f"{fd_count(edge.pid) - base_fds} descriptors still held 2 s "
+                          "after 20 clients vanished; the origin answers only after 5 s")

@@ -117,8 +117,11 @@ class Stats:
 
 
 class OriginServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, record: bool = True) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, record: bool = True,
+                 idle_timeout: float | None = None) -> None:
         self.host = host
+        # Close keep-alive connections idle this long, as uvicorn (5 s) or Cloud Run do.
+        self.idle_timeout = idle_timeout
         self.port = port
         self.record = record
         self.seen: list[SeenConnection] = []
@@ -240,7 +243,15 @@ class OriginServer:
                 await writer.drain()
                 return
             if event is h11.NEED_DATA:
-                h.receive_data(await self.read(reader, conn))
+                if self.idle_timeout is not None and h.their_state is h11.IDLE:
+                    try:
+                        async with asyncio.timeout(self.idle_timeout):
+                            data = await self.read(reader, conn)
+                    except TimeoutError:
+                        return  # idle keep-alive connection: close it
+                else:
+                    data = await self.read(reader, conn)
+                h.receive_data(data)
                 continue
             if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
                 return

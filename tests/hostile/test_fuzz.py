@@ -131,6 +131,7 @@ def edge(origin: OriginServer) -> Iterator[Edge]:
         assert e.secret not in e.all_output(), "the secret appears in an edge log line"
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])

@@ -83,6 +83,16 @@ def test_bad_values_are_one_line_errors(option: str, value: object) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_error_means_the_server_side_failed() -> None:
+    from wsgate.logs.query import is_error
+
+    assert is_error({"status": 502, "severity": "ERROR", "errorClass": "connect-refused"})
+    assert is_error({"errorClass": "origin-lost", "severity": "INFO"})
+    assert not is_error({"status": 400, "severity": "WARNING", "errorClass": "bad-request"})
+    assert not is_error({"status": 404, "severity": "INFO"})
+    assert is_error({"outcome": "exceededCpu"}) and not is_error({"outcome": "canceled"})
+
+
 def test_since_after_until_is_refused() -> None:
     with pytest.raises(QueryError, match="later"):
         build_query(since="2026-01-02T00:00:00Z", until="2026-01-01T00:00:00Z")

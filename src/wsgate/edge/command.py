@@ -15,7 +15,7 @@ from wsgate.config import ConfigError, EdgeConfig, load_config
 from wsgate.edge.admin import start_admin
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.server import EdgeServer
-from wsgate.logs.events import configure_event_logging
+from wsgate.logs.events import EventWriter, open_event_writer
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,13 +81,20 @@ async def serve(config: EdgeConfig) -> int:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     try:
-        logger = configure_event_logging("edge", config.log_file or None)
+        writer, logger = open_event_writer("edge", config.log_file or None)
     except OSError as exc:
         click.echo(f"wsgate edge: log_file: cannot open {config.log_file!r}: "
                    f"{exc.strerror or exc}", err=True)
         return 2
+    try:
+        return await _serve(config, writer, logger)
+    finally:
+        writer.close()  # batched lines are written before the process exits
+
+
+async def _serve(config: EdgeConfig, writer: EventWriter, logger: logging.Logger) -> int:
     metrics = EdgeMetrics()
-    server = EdgeServer(config, logger, metrics)
+    server = EdgeServer(config, logger, metrics, writer)
     try:
         await server.start()
         admin = None
@@ -118,5 +125,6 @@ async def serve(config: EdgeConfig) -> int:
     await server.shutdown()
     if admin is not None:
         admin.close()
+    writer.flush()
     click.echo("wsgate edge: stopped", err=True)
     return 0

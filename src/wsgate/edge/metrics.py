@@ -59,6 +59,7 @@ class EdgeMetrics:
         # labels() takes a lock and builds a key on every call; the edge calls these
         # per request, so the children are looked up once and kept.
         self._children: dict[tuple[str, ...], Any] = {}
+        self._done: dict[tuple[str, int], tuple[Any, Any]] = {}  # (route, status) → children
         self._to_origin = self.bytes_relayed.labels("to_origin")
         self._to_client = self.bytes_relayed.labels("to_client")
 
@@ -71,8 +72,13 @@ class EdgeMetrics:
 
     def request_done(self, route: str, status: int, seconds: float,
                      bytes_from_client: int, bytes_to_client: int) -> None:
-        self._child(self.requests, route, status_class(status)).inc()
-        self._child(self.request_latency, route).observe(seconds)
+        pair = self._done.get((route, status))
+        if pair is None:
+            pair = self._done[(route, status)] = (
+                self._child(self.requests, route, status_class(status)),
+                self._child(self.request_latency, route))
+        pair[0].inc()
+        pair[1].observe(seconds)
         self._to_origin.inc(bytes_from_client)
         self._to_client.inc(bytes_to_client)
 

@@ -13,17 +13,27 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import h11
 
 from wsgate.config import EdgeConfig, Route
+from wsgate.edge.http1 import (
+    LAST_CHUNK,
+    BadResponse,
+    ChunkedDecoder,
+    ResponseHead,
+    chunk,
+    parse_response_head,
+    request_head,
+)
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.stream import PeerGone, StreamProtocol
 from wsgate.edge.tunnel import Tunnel
-from wsgate.edge.upstream import Upstream, UpstreamError, UpstreamPool
-from wsgate.logs.events import HttpRequest, Severity, build_event, emit
+from wsgate.edge.upstream import MAX_RESPONSE_HEAD, Upstream, UpstreamError, UpstreamPool
+from wsgate.logs.events import EventWriter, Severity, emit, utc_timestamp
 from wsgate.policy import headers as hp
 from wsgate.policy.routes import match_route
 from wsgate.policy.websocket import check_switch, classify_upgrade
@@ -93,9 +103,13 @@ class _Exchange:
 
 class EdgeServer:
     def __init__(self, config: EdgeConfig, logger: logging.Logger,
-                 metrics: EdgeMetrics | None = None) -> None:
+                 metrics: EdgeMetrics | None = None, writer: EventWriter | None = None) -> None:
         self.config = config
         self.logger = logger
+        # Events go straight to the writer (json.dumps + a batched write); through
+        # `logging` only when no writer is given.
+        self.write_event: Callable[[dict[str, Any]], None] = (
+            writer.write if writer is not None else lambda event: emit(logger, event))
         self.metrics = metrics or EdgeMetrics()
         self.request_policy = hp.RequestPolicy.from_config(config)
         self.response_policy = hp.ResponsePolicy.from_config(config)
@@ -155,9 +169,40 @@ class EdgeServer:
         await asyncio.sleep(0)
 
     # logging, once per request / session
+    def _event(self, ex: _Exchange, message: str, severity: Severity, *, status: int,
+               latency_s: float, from_client: int, to_client: int) -> dict[str, Any]:
+        """The event `build_event(source="edge", http=HttpRequest(...), ...)` makes, built
+        directly: this runs once per request, where build_event's checks cost more than
+        the rest of the line."""
+        route = ex.route
+        event: dict[str, Any] = {
+            "timestamp": utc_timestamp(),
+            "severity": severity,
+            "message": message,
+            "source": "edge",
+            "httpRequest": {
+                "requestMethod": ex.method.decode("latin-1"),
+                "requestUrl": f"{self.config.forwarded_proto}://{ex.host.decode('latin-1')}"
+                              f"{ex.target.decode('latin-1')}",
+                "status": status,
+                "latency": f"{latency_s:.6f}s",
+                "remoteIp": ex.client_ip,
+                "userAgent": ex.user_agent.decode("latin-1"),
+                "requestSize": str(from_client),
+                "responseSize": str(to_client),
+                "protocol": "HTTP/1.1",
+            },
+        }
+        if ex.req_id:
+            event["requestId"] = ex.req_id.decode("ascii")
+        if route is not None:
+            event["route"] = route.pattern
+            event["upstream"] = route.origin.url
+        event["isWebSocket"] = ex.websocket
+        return event
+
     def log_exchange(self, ex: _Exchange) -> None:
         seconds = time.monotonic() - ex.t0
-        route = ex.route.pattern if ex.route else None
         severity: Severity
         if ex.error_class and ex.status >= 500:
             severity, message = "ERROR", "Edge Proxy Error"
@@ -165,21 +210,17 @@ class EdgeServer:
             severity, message = "WARNING", "Request refused"
         else:
             severity, message = ("WARNING" if ex.status >= 500 else "INFO"), "request"
-        host = ex.host.decode("latin-1")
-        http = HttpRequest(
-            method=ex.method.decode("latin-1"),
-            url=f"{self.config.forwarded_proto}://{host}{ex.target.decode('latin-1')}",
-            status=ex.status, latency_s=seconds, remote_ip=ex.client_ip,
-            user_agent=ex.user_agent.decode("latin-1"), request_size=ex.from_client,
-            response_size=ex.to_client)
-        emit(self.logger, build_event(
-            source="edge", message=message, severity=severity, http=http,
-            requestId=ex.req_id.decode("ascii") if ex.req_id else None, route=route,
-            upstream=ex.route.origin.url if ex.route else None, isWebSocket=ex.websocket,
-            bytesFromClient=ex.from_client, bytesToClient=ex.to_client,
-            errorClass=ex.error_class, error=ex.error))
-        self.metrics.request_done(route or "-", ex.status, seconds, ex.from_client,
-                                  ex.to_client)
+        event = self._event(ex, message, severity, status=ex.status, latency_s=seconds,
+                            from_client=ex.from_client, to_client=ex.to_client)
+        event["bytesFromClient"] = ex.from_client
+        event["bytesToClient"] = ex.to_client
+        if ex.error_class is not None:
+            event["errorClass"] = ex.error_class
+        if ex.error is not None:
+            event["error"] = ex.error
+        self.write_event(event)
+        self.metrics.request_done(ex.route.pattern if ex.route else "-", ex.status, seconds,
+                                  ex.from_client, ex.to_client)
         if ex.error_class and ex.status >= 500:
             self.metrics.upstream_error(ex.error_class)
 
@@ -187,22 +228,21 @@ class EdgeServer:
         self.tunnels.discard(tunnel)
         duration = time.monotonic() - tunnel.started
         failed = tunnel.error_class is not None
-        host = ex.host.decode("latin-1")
-        http = HttpRequest(
-            method="GET", url=f"{self.config.forwarded_proto}://{host}"
-                              f"{ex.target.decode('latin-1')}",
-            status=101, latency_s=duration + (tunnel.started - ex.t0),
-            remote_ip=ex.client_ip, user_agent=ex.user_agent.decode("latin-1"),
-            request_size=tunnel.to_origin, response_size=tunnel.to_client)
-        emit(self.logger, build_event(
-            source="edge", message="Edge Proxy Error" if failed else "websocket session",
-            severity="ERROR" if failed else "INFO", http=http,
-            requestId=ex.req_id.decode("ascii"), route=ex.route.pattern if ex.route else None,
-            upstream=ex.route.origin.url if ex.route else None, isWebSocket=True,
-            wsDurationMs=round(duration * 1000), bytesFromClient=tunnel.to_origin,
-            bytesToClient=tunnel.to_client, closeCode=tunnel.close_code,
-            closedBy=tunnel.closed_by, errorClass=tunnel.error_class,
-            error="origin connection lost" if failed else None))
+        ex.method = b"GET"
+        event = self._event(ex, "Edge Proxy Error" if failed else "websocket session",
+                            "ERROR" if failed else "INFO", status=101,
+                            latency_s=duration + (tunnel.started - ex.t0),
+                            from_client=tunnel.to_origin, to_client=tunnel.to_client)
+        event["wsDurationMs"] = round(duration * 1000)
+        event["bytesFromClient"] = tunnel.to_origin
+        event["bytesToClient"] = tunnel.to_client
+        if tunnel.close_code is not None:
+            event["closeCode"] = tunnel.close_code
+        event["closedBy"] = tunnel.closed_by
+        if failed:
+            event["errorClass"] = tunnel.error_class
+            event["error"] = "origin connection lost"
+        self.write_event(event)
         self.metrics.websocket_closed(tunnel.close_code, tunnel.to_origin, tunnel.to_client)
         if failed:
             self.metrics.upstream_error(tunnel.error_class or "origin-lost")
@@ -223,6 +263,14 @@ def _raw_response(status: int, message: str, *, marker: tuple[bytes, bytes] | No
     for name, value in extra or ():
         lines.append(name + b": " + value)
     return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else body)
+
+
+def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason)]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 class ClientConnection(StreamProtocol):
@@ -258,8 +306,7 @@ class ClientConnection(StreamProtocol):
     async def run(self) -> None:
         server = self.server
         tmo = server.config.timeouts
-        conn = h11.Connection(h11.SERVER,
-                              max_incomplete_event_size=server.config.limits.max_header_bytes)
+        conn = self.new_parser(b"")
         try:
             while not self.lost:
                 event: Any
@@ -272,8 +319,7 @@ class ClientConnection(StreamProtocol):
                         break
                     self.idle = True
                     try:
-                        async with asyncio.timeout(tmo.client_idle):
-                            await self.wait_data()
+                        await self.wait_data(tmo.client_idle)
                     except TimeoutError:
                         break
                     finally:
@@ -303,11 +349,11 @@ class ClientConnection(StreamProtocol):
                 keep = await self.handle(conn, event, ex)
                 if self.handed_off:
                     return
-                if not keep:
+                if not keep or conn.their_state is not h11.DONE:
                     break
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                    break
-                conn.start_next_cycle()
+                # The response was written without h11 (raw, see forward), so the next
+                # request gets a fresh parser, fed what followed this request.
+                conn = self.new_parser(conn.trailing_data[0])
         except (PeerGone, ConnectionError):
             pass
         except Exception:  # a bug must cost one connection, never the edge
@@ -318,6 +364,13 @@ class ClientConnection(StreamProtocol):
             if not self.handed_off:
                 server.connections.discard(self)
         self.close()
+
+    def new_parser(self, data: bytes) -> h11.Connection:
+        conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.server.config.limits.max_header_bytes)
+        if data:
+            conn.receive_data(data)
+        return conn
 
     def refuse(self, ex: _Exchange, err: ClientError | UpstreamError,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -339,7 +392,7 @@ class ClientConnection(StreamProtocol):
         ex.target = req.target
         headers = list(req.headers)
         try:
-            route, websocket, up_headers, key = self.prepare(req, headers, ex)
+            route, websocket, up_headers, key, chunked = self.prepare(req, headers, ex)
         except ClientError as err:
             self.refuse(ex, err)
             return False
@@ -353,7 +406,8 @@ class ClientConnection(StreamProtocol):
                 self.refuse(ex, err)
                 return False
             try:
-                return await self.forward(conn, req, ex, up, up_headers, key, resend=retry)
+                return await self.forward(conn, req, ex, up, up_headers, key, chunked,
+                                          resend=retry)
             except UpstreamError as err:
                 up.close()
                 # A pooled connection the origin closed just before our request arrived
@@ -377,7 +431,7 @@ class ClientConnection(StreamProtocol):
                 server.log_exchange(ex)
                 self.abort()
                 return False
-        if conn.our_state is h11.SEND_RESPONSE and ex.status == 0:
+        if ex.status == 0:  # nothing of the response was sent yet
             self.refuse(ex, error)
         else:
             ex.error_class, ex.error = error.error_class, error.message
@@ -387,7 +441,7 @@ class ClientConnection(StreamProtocol):
         return False
 
     def prepare(self, req: h11.Request, headers: list[tuple[bytes, bytes]], ex: _Exchange
-                ) -> tuple[Route, bool, list[tuple[bytes, bytes]], bytes]:
+                ) -> tuple[Route, bool, list[tuple[bytes, bytes]], bytes, bool]:
         """Phases 1-3: bound the request, match a route, build the upstream headers."""
         server = self.server
         hosts = [v for n, v in headers if n == b"host"]
@@ -442,11 +496,11 @@ class ClientConnection(StreamProtocol):
         elif length is not None:
             up_headers.append((b"content-length", length))
         key = next((v for n, v in headers if n == b"sec-websocket-key"), b"") if websocket else b""
-        return route, websocket, up_headers, key
+        return route, websocket, up_headers, key, chunked
 
     async def forward(self, conn: h11.Connection, req: h11.Request, ex: _Exchange,
                       up: Upstream, up_headers: list[tuple[bytes, bytes]], key: bytes,
-                      resend: bool = False) -> bool:
+                      chunked: bool, resend: bool = False) -> bool:
         """Phases 4-6 for one request on upstream connection `up` (`resend`: the client's
         request was already read once, it had no body)."""
         server = self.server
@@ -455,11 +509,9 @@ class ClientConnection(StreamProtocol):
         target = req.target
         uproto = up.proto
         received_before = uproto.nbytes
-        # `_parsed`: every name and value was validated already (h11 parsed the client's,
-        # the edge's own were checked at startup), so h11 skips its regexes.
-        uproto.write(up.conn.send(h11.Request(method=req.method, target=target,
-                                              headers=up_headers, http_version=b"1.1",
-                                              _parsed=True)))
+        # One join of headers that are all validated already (h11 parsed the client's,
+        # the edge's own were checked at startup).
+        uproto.write(request_head(req.method, target, up_headers))
         # Request body, streamed with flow control both ways. Besides the per-read
         # `client_body` timeout the body has a deadline that grows with what arrives
         # (Apache's MinRate model): a trickle of one byte a second is cut, a slow but
@@ -486,119 +538,167 @@ class ClientConnection(StreamProtocol):
                 ex.from_client += len(event.data)
                 if ex.from_client > max_body:
                     raise ClientError(413, "body-too-large", "request body too large")
-                uproto.write(up.conn.send(event))
+                uproto.write(chunk(event.data) if chunked else event.data)
                 if uproto.write_paused:
                     try:
-                        async with asyncio.timeout(tmo.upstream_response):
-                            await uproto.drain()
+                        await uproto.drain(tmo.upstream_response)
                     except TimeoutError:
                         raise UpstreamError(504, "upstream-timeout",
                                             "the origin stopped reading the request") from None
             elif isinstance(event, h11.EndOfMessage):
-                uproto.write(up.conn.send(h11.EndOfMessage()))
                 break
             else:
                 raise ClientError(400, "bad-request", "request ended early")
-        if resend:
-            uproto.write(up.conn.send(h11.EndOfMessage()))
-        # Response head.
-        try:
-            while True:
-                resp = await uproto.next_event_within(up.conn, tmo.upstream_response)
-                if isinstance(resp, h11.InformationalResponse) and resp.status_code != 101:
-                    continue  # 100 Continue and friends: the edge already handled Expect
-                break
-        except TimeoutError:
-            raise UpstreamError(504, "upstream-timeout",
-                                "the origin did not answer in time") from None
-        except h11.RemoteProtocolError:
-            if uproto.nbytes == received_before and uproto.eof:
-                raise UpstreamError(502, "upstream-closed",
-                                    "the origin closed the connection without answering"
+        if chunked:
+            uproto.write(LAST_CHUNK)
+        # Response head (1xx other than 101 skipped: the edge already handled Expect).
+        buf = b""
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_RESPONSE_HEAD:
+                    raise UpstreamError(502, "bad-response", "the origin's response head is "
+                                        "too large")
+                if not uproto.chunks:
+                    if uproto.eof:
+                        if uproto.nbytes == received_before:
+                            raise UpstreamError(502, "upstream-closed", "the origin closed the "
+                                                "connection without answering")
+                        raise UpstreamError(502, "bad-response",
+                                            "invalid HTTP response from the origin")
+                    try:
+                        await uproto.wait_data(tmo.upstream_response)
+                    except TimeoutError:
+                        raise UpstreamError(504, "upstream-timeout",
+                                            "the origin did not answer in time") from None
+                buf = buf + uproto.take() if buf else uproto.take()
+                continue
+            try:
+                resp = parse_response_head(buf[:end], req.method)
+            except BadResponse:
+                raise UpstreamError(502, "bad-response", "invalid HTTP response from the origin"
                                     ) from None
-            raise UpstreamError(502, "bad-response", "invalid HTTP response from the origin"
-                                ) from None
-        if isinstance(resp, h11.ConnectionClosed):
-            raise UpstreamError(502, "upstream-closed",
-                                "the origin closed the connection without answering")
-        if key and isinstance(resp, h11.InformationalResponse):
-            return self.open_tunnel(conn, ex, up, resp, key)
-        assert isinstance(resp, h11.Response)
-        ex.status = resp.status_code
-        out = hp.response_headers(server.response_policy, list(resp.headers),
-                                  path=target.partition(b"?")[0], status=resp.status_code)
+            if resp.status == 101:
+                if not key:
+                    raise UpstreamError(502, "bad-response",
+                                        "the origin switched protocols unasked")
+                return self.open_tunnel(conn, ex, up, resp, buf[:end + 4], buf[end + 4:], key)
+            buf = buf[end + 4:]
+            if resp.status >= 200:
+                break
+        ex.status = resp.status
+        out = hp.response_headers(server.response_policy, resp.headers,
+                                  path=target.partition(b"?")[0], status=resp.status)
         if not any(n == b"x-request-id" for n, _ in out):
             out.append((b"x-request-id", ex.req_id))
-        if server.draining or key:
+        keep = (not server.draining and not key and req.http_version == b"1.1"
+                and b"close" not in hp.connection_tokens(req.headers))
+        # The client's framing (h11's rules): an unknown length becomes chunked for an
+        # HTTP/1.1 client, or ends with the connection for an HTTP/1.0 one.
+        reframe = resp.framing in ("chunked", "close") and req.method != b"HEAD"
+        if resp.framing in ("chunked", "close"):
+            out = [(n, v) for n, v in out if n != b"content-length"]
+            if req.http_version == b"1.1":
+                out.append((b"transfer-encoding", b"chunked"))
+            else:
+                reframe, keep = False, False
+        if not keep:
             # A refused upgrade never becomes a tunnel and the connection is not reused:
             # bytes the client sent after its upgrade request are not HTTP.
             out.append((b"connection", b"close"))
-        head = conn.send(h11.Response(status_code=resp.status_code, headers=out,
-                                      reason=resp.reason or _phrase(resp.status_code),
-                                      _parsed=True))
+        head = response_head(resp.status, resp.reason or _phrase(resp.status), out)
         ex.to_client += len(head)
-        # Response body. What is already buffered goes out in one write with the head;
-        # the pending bytes are flushed before any wait.
         pending = [head]
-        while True:
-            try:
-                event = up.conn.next_event()
-                if event is h11.NEED_DATA:
-                    self.write(b"".join(pending))
-                    pending = []
-                    if self.write_paused:
-                        # A client that never reads must not hold the origin forever.
-                        try:
-                            async with asyncio.timeout(tmo.client_idle):
-                                await self.drain()
-                        except TimeoutError:
-                            raise PeerGone("the client stopped reading the response"
-                                           ) from None
-                    event = await uproto.next_event_within(up.conn, tmo.upstream_response)
-            except TimeoutError:
-                raise UpstreamError(504, "upstream-timeout",
-                                    "the origin stopped sending the response") from None
-            except h11.RemoteProtocolError:
-                raise UpstreamError(502, "bad-response",
-                                    "the origin ended the response early") from None
-            if isinstance(event, h11.Data):
-                data = conn.send(event)
-                ex.to_client += len(event.data)
-                if data is not None:
-                    pending.append(data)
-            elif isinstance(event, h11.EndOfMessage):
-                end = conn.send(h11.EndOfMessage())
-                if end:
-                    pending.append(end)
-                if pending:
-                    self.write(b"".join(pending))
-                break
-            else:
-                raise UpstreamError(502, "bad-response", "the origin ended the response early")
-        if key:
+        await self.relay_body(up, resp, buf, pending, ex, reframe)
+        if key or not resp.keep_alive:
             up.close()
         else:
+            up.done = True
             server.pool.release(up)
         server.log_exchange(ex)
-        return not server.draining and not key
+        return keep
+
+    async def relay_body(self, up: Upstream, resp: ResponseHead, data: bytes,
+                         pending: list[bytes], ex: _Exchange, reframe: bool) -> None:
+        """Phase 6: the response body, origin → client, as it arrives. `pending` holds
+        what is not written yet (the head): it goes out with the first body bytes in
+        one write. Flow control: while the client's buffer is full the origin is not
+        read (its own buffer then pauses its socket)."""
+        tmo = self.server.config.timeouts
+        uproto = up.proto
+        framing = resp.framing
+        remaining = resp.length if framing == "length" else 0
+        decoder = ChunkedDecoder() if framing == "chunked" else None
+        while framing != "none":
+            if data:
+                if decoder is not None:
+                    pieces: list[bytes] = []
+                    try:
+                        extra = decoder.feed(data, pieces)
+                    except BadResponse:
+                        raise UpstreamError(502, "bad-response",
+                                            "the origin sent an invalid chunked body") from None
+                    if extra:
+                        uproto.chunks.insert(0, extra)  # not ours: the upstream is not reused
+                    for piece in pieces:
+                        ex.to_client += len(piece)
+                        pending.append(chunk(piece) if reframe else piece)
+                    if decoder.done:
+                        break
+                elif framing == "length":
+                    if len(data) >= remaining:
+                        if len(data) > remaining:
+                            uproto.chunks.insert(0, data[remaining:])
+                            data = data[:remaining]
+                        pending.append(data)
+                        ex.to_client += remaining
+                        break
+                    remaining -= len(data)
+                    ex.to_client += len(data)
+                    pending.append(data)
+                else:  # until the origin closes
+                    ex.to_client += len(data)
+                    pending.append(chunk(data) if reframe else data)
+            if pending:
+                self.writelines(pending)
+                pending = []
+            if self.write_paused:
+                # A client that never reads must not hold the origin forever.
+                try:
+                    await self.drain(tmo.client_idle)
+                except TimeoutError:
+                    raise PeerGone("the client stopped reading the response") from None
+            if not uproto.chunks:
+                if uproto.eof:
+                    if framing == "close":
+                        break
+                    raise UpstreamError(502, "bad-response", "the origin ended the response early")
+                try:
+                    await uproto.wait_data(tmo.upstream_response)
+                except TimeoutError:
+                    raise UpstreamError(504, "upstream-timeout",
+                                        "the origin stopped sending the response") from None
+            data = uproto.take() if uproto.chunks else b""
+        if reframe:
+            pending.append(LAST_CHUNK)
+        if pending:
+            self.writelines(pending)
 
     def open_tunnel(self, conn: h11.Connection, ex: _Exchange, up: Upstream,
-                    resp: h11.InformationalResponse, key: bytes) -> bool:
-        """Phase 4-5 for an upgrade: relay the origin's own 101 untouched, then tunnel."""
+                    resp: ResponseHead, head: bytes, origin_left: bytes, key: bytes) -> bool:
+        """Phase 4-5 for an upgrade: relay the origin's own 101 byte for byte, then tunnel."""
         server = self.server
-        problem = check_switch(list(resp.headers), key)
+        problem = check_switch(resp.headers, key)
         if problem:
             up.close()
             self.refuse(ex, UpstreamError(502, "bad-handshake", problem))
             return False
-        head = [b"HTTP/1.1 101 " + (resp.reason or b"Switching Protocols")]
-        head.extend(name + b": " + value for name, value in resp.headers.raw_items())
-        data = b"\r\n".join(head) + b"\r\n\r\n"
         origin_transport = up.proto.transport
         assert self.transport is not None and origin_transport is not None
         client_left = conn.trailing_data[0] + (self.take() if self.chunks else b"")
-        origin_left = up.conn.trailing_data[0] + (up.proto.take() if up.proto.chunks else b"")
-        self.write(data)
+        if up.proto.chunks:
+            origin_left += up.proto.take()
+        self.write(head)
         self.handed_off = True
         server.connections.discard(self)
         handshake = time.monotonic() - ex.t0
@@ -615,4 +715,3 @@ class ClientConnection(StreamProtocol):
         if server.draining:
             tunnel.shutdown(1001)
         return True
-

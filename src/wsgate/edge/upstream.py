@@ -1,8 +1,8 @@
 """Connections to origins: a keep-alive pool per origin, TLS with SNI and verification.
 
-A connection returns to the pool only when its last response was read to the end
-(h11 says both sides are DONE); anything else is closed. Idle pooled connections are
-closed after `upstream_idle` seconds, a little under common origin keep-alive
+A connection returns to the pool only when its last request was sent and its last
+response read to the end, with nothing more pending; anything else is closed. Idle
+pooled connections are closed after `upstream_idle` seconds, a little under common origin keep-alive
 timeouts (uvicorn's is 5 s), so the edge rarely picks one the origin is closing.
 """
 
@@ -13,12 +13,10 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-import h11
-
 from wsgate.config import Origin
 from wsgate.edge.stream import StreamProtocol
 
-# Response heads bigger than this are an origin fault (h11 raises, the edge answers 502).
+# Response heads bigger than this are an origin fault (the edge answers 502).
 MAX_RESPONSE_HEAD = 65536
 
 
@@ -55,7 +53,7 @@ def classify_connect_error(exc: BaseException) -> UpstreamError:
 class Upstream:
     origin: Origin
     proto: StreamProtocol
-    conn: h11.Connection
+    done: bool = False  # request sent and response read to the end, origin keeps it open
     reused: bool = False
     idle_timer: asyncio.TimerHandle | None = None
 
@@ -64,8 +62,7 @@ class Upstream:
         return not self.proto.eof and not self.proto.lost and not self.proto.chunks
 
     def reusable(self) -> bool:
-        return (self.alive and self.conn.our_state is h11.DONE
-                and self.conn.their_state is h11.DONE)
+        return self.alive and self.done
 
     def close(self) -> None:
         if self.idle_timer is not None:
@@ -98,7 +95,7 @@ class UpstreamPool:
                 up.idle_timer.cancel()
                 up.idle_timer = None
             if up.alive:
-                up.conn.start_next_cycle()
+                up.done = False
                 up.reused = True
                 return up
             up.close()
@@ -119,8 +116,7 @@ class UpstreamPool:
         except Exception as exc:
             raise classify_connect_error(exc) from None
         # asyncio and uvloop both set TCP_NODELAY on TCP transports already.
-        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
-        return Upstream(origin, proto, conn)
+        return Upstream(origin, proto)
 
     def release(self, up: Upstream) -> None:
         """Back to the pool if fully read and healthy; closed otherwise."""

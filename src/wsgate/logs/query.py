@@ -50,13 +50,15 @@ class StatusFilter:
 
 def is_error(event: Event) -> bool:
     """An event counts as an error when the server side failed: status 5xx, severity
-    ERROR or above, an error class (edge failures), or a Worker outcome other than ok."""
+    ERROR or above, an error class without a client-error status (the edge also gives
+    classes to requests it refuses with 4xx: those are the client's), or a Worker
+    outcome other than ok."""
     status = event.get("status")
     if isinstance(status, int) and status >= 500:
         return True
     if SEVERITIES.get(event.get("severity", "DEFAULT"), 0) >= SEVERITIES["ERROR"]:
         return True
-    if "errorClass" in event:
+    if "errorClass" in event and not isinstance(status, int):
         return True
     outcome = event.get("outcome")
     return outcome is not None and outcome not in ("ok", "canceled")
