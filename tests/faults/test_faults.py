@@ -240,7 +240,7 @@ def test_origin_closing_idle_keepalive_connections() -> None:
     origin = OriginServer(idle_timeout=0.3, record=False).start()
     try:
         with run_edge(f"http://127.0.0.1:{origin.port}") as edge:
-            statuses = []
+            statuses: list[int | str] = []
             for i in range(30):
                 time.sleep(0.28 + (i % 7) * 0.005)
                 statuses += exchange(edge.port, [b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],

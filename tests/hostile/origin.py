@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 import threading
@@ -52,6 +53,7 @@ from tests.hostile.wire import (
 )
 
 CHUNK = 65536
+TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # /ws/slowframe: a 64 KiB frame sent in halves, then a fragmented message; it pauses
 # in the middle of the frame and between two fragments. Each pause is more than twice
 # the edge's 1-second keepalive interval, so it always holds a whole silent interval.
@@ -359,8 +361,10 @@ class OriginServer:
             head += [b"Upgrade: websocket", b"Connection: Upgrade"]
         head.append(b"Sec-WebSocket-Accept: " + accept)
         protocols = request.values("sec-websocket-protocol")
-        if protocols:
-            head.append(b"Sec-WebSocket-Protocol: " + protocols[0].split(b",")[0].strip())
+        first = protocols[0].split(b",")[0].strip() if protocols else b""
+        if TOKEN.fullmatch(first):
+            # Like a real server, select only a well-formed subprotocol (RFC 6455 4.1).
+            head.append(b"Sec-WebSocket-Protocol: " + first)
         writer.write(b"\r\n".join(head) + b"\r\n\r\n")
         await writer.drain()
         conn.sent_101 += 1

@@ -13,7 +13,7 @@ from tests.support import wsgate_command
 from wsgate.logs.join import join, summarise
 from wsgate.logs.query import build_query
 from wsgate.logs.render import pretty_group, pretty_line, summary_text
-from wsgate.logs.sources import EVENT_FIELDS, ReadStats, read_events
+from wsgate.logs.sources import EVENT_FIELDS, ReadStats, event_epoch, read_events
 
 
 def test_mixed_formats_from_files_and_stdin() -> None:
@@ -95,8 +95,12 @@ def test_join_groups_by_request_id_across_formats() -> None:
     # Events without a request id stay single entries, in time order.
     everything = join(events, build_query())
     assert sum(len(g.events) for g in everything) == len(events)
-    firsts = [g.first_epoch for g in everything]
+    firsts = [g.first_time for g in everything]
     assert firsts == sorted(firsts)
+    # The string keys order like the parsed times.
+    epochs = [event_epoch(g.events[0]) for g in everything]
+    known = [e for e in epochs if e is not None]
+    assert known == sorted(known) and len(known) > 3
 
 
 def test_join_from_files_and_from_stdin_agree() -> None:

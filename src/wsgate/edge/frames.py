@@ -40,6 +40,14 @@ class FrameTracker:
                 return
             i = j - k
         while i < n:
+            # Inline fast path for the common frame (server → client: unmasked, length
+            # under 126, not a close): two byte reads and an add, no call. With many
+            # small messages per chunk this loop is the tunnel's main Python cost.
+            if i + 1 < n:
+                b1 = data[i + 1]
+                if b1 < 126 and data[i] & 0x0F != 0x8:
+                    i += 2 + b1
+                    continue
             j = self._frame_end(data, i)
             if j < 0:
                 self.partial = data[i:]

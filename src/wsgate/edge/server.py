@@ -1,4 +1,4 @@
-"""The edge proxy's client side: one h11 connection per client, requests handled in the
+"""The edge proxy's client side: requests parsed by `wsgate.edge.http1`, handled in the
 phases of design.md (parse and bound → route → upstream request policy → origin →
 response policy or tunnel → one log event).
 
@@ -17,15 +17,15 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-import h11
-
 from wsgate.config import EdgeConfig, Route
 from wsgate.edge.http1 import (
     LAST_CHUNK,
-    BadResponse,
+    BadMessage,
     ChunkedDecoder,
+    RequestHead,
     ResponseHead,
     chunk,
+    parse_request_head,
     parse_response_head,
     request_head,
 )
@@ -281,6 +281,7 @@ class ClientConnection(StreamProtocol):
         self.idle = False
         self.handed_off = False
         self.task: asyncio.Task[None] | None = None
+        self.upstream: StreamProtocol | None = None  # while an exchange uses one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -290,11 +291,15 @@ class ClientConnection(StreamProtocol):
             if self.peer_ip.startswith("::ffff:"):
                 self.peer_ip = self.peer_ip[7:]
         self.server.connections.add(self)
-        self.task = asyncio.get_running_loop().create_task(self.run())
+        self.task = self.loop.create_task(self.run())
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.server.connections.discard(self)
+        if self.upstream is not None:
+            # The client vanished while the origin thinks: stop waiting for an answer
+            # nobody will read, and let the upstream connection go now.
+            self.upstream.interrupt(PeerGone("the client went away"))
 
     def stop_idle(self) -> None:
         """Drain: end a connection that waits for its next request. Its reader stops now;
@@ -306,15 +311,9 @@ class ClientConnection(StreamProtocol):
     async def run(self) -> None:
         server = self.server
         tmo = server.config.timeouts
-        conn = self.new_parser(b"")
         try:
             while not self.lost:
-                event: Any
-                try:
-                    event = conn.next_event()  # a pipelined request may already be parsed
-                except h11.RemoteProtocolError as exc:
-                    event = exc
-                if event is h11.NEED_DATA and not self.chunks and not self.eof:
+                if not self.chunks and not self.eof:
                     if server.draining:
                         break
                     self.idle = True
@@ -324,36 +323,28 @@ class ClientConnection(StreamProtocol):
                         break
                     finally:
                         self.idle = False
+                if not self.chunks:
+                    break  # the client closed between requests
                 ex = _Exchange(time.monotonic(), self.peer_ip)
                 try:
-                    if isinstance(event, h11.RemoteProtocolError):
-                        raise event
-                    if event is h11.NEED_DATA:
-                        event = await self.next_event_within(conn, tmo.request_header)
+                    req = await self.read_head(tmo.request_header)
                 except TimeoutError:
-                    if conn.their_state is h11.IDLE and not self.chunks and self.lost:
+                    if self.lost:
                         break
                     self.refuse(ex, ClientError(408, "request-timeout",
                                                 "request headers not received in time"))
                     break
-                except h11.RemoteProtocolError as exc:
-                    status = 431 if exc.error_status_hint == 431 else 400
+                except BadMessage as exc:
+                    # The parser's message never quotes the client's bytes.
                     self.refuse(ex, ClientError(
-                        status, "headers-too-large" if status == 431 else "bad-request",
-                        # h11's message may quote the client's bytes: never echoed.
-                        "request headers too large" if status == 431
-                        else "malformed request"))
+                        exc.status, "headers-too-large" if exc.status == 431 else "bad-request",
+                        str(exc)))
                     break
-                if not isinstance(event, h11.Request):
-                    break  # ConnectionClosed (client went away between requests)
-                keep = await self.handle(conn, event, ex)
+                keep = await self.handle(req, ex)
                 if self.handed_off:
                     return
-                if not keep or conn.their_state is not h11.DONE:
+                if not keep:
                     break
-                # The response was written without h11 (raw, see forward), so the next
-                # request gets a fresh parser, fed what followed this request.
-                conn = self.new_parser(conn.trailing_data[0])
         except (PeerGone, ConnectionError):
             pass
         except Exception:  # a bug must cost one connection, never the edge
@@ -365,12 +356,35 @@ class ClientConnection(StreamProtocol):
                 server.connections.discard(self)
         self.close()
 
-    def new_parser(self, data: bytes) -> h11.Connection:
-        conn = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self.server.config.limits.max_header_bytes)
-        if data:
-            conn.receive_data(data)
-        return conn
+    async def read_head(self, within: float) -> RequestHead:
+        """The next request head (phase 1), within `within` seconds of its first byte.
+        Bytes after it stay queued: they are its body or the next pipelined request."""
+        limit = self.server.config.limits.max_header_bytes
+        deadline = -1.0
+        buf = b""
+        while True:
+            if self.chunks:
+                buf = buf + self.take() if buf else self.take()
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                if end + 4 < len(buf):
+                    self.unread(buf[end + 4:])
+                if end > limit:
+                    raise BadMessage("request headers too large", 431)
+                return parse_request_head(buf[:end])
+            if len(buf) > limit:
+                raise BadMessage("request headers too large", 431)
+            if buf.count(b"\n") != buf.count(b"\r\n") or buf.startswith(b"\r\n"):
+                raise BadMessage("malformed request: bare LF or empty line")
+            if self.eof:
+                raise BadMessage("malformed request: incomplete head")
+            loop = self.loop
+            if deadline < 0:
+                deadline = loop.time() + within
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            await self.wait_data(left)
 
     def refuse(self, ex: _Exchange, err: ClientError | UpstreamError,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -385,12 +399,12 @@ class ClientConnection(StreamProtocol):
         self.write(data)
         self.server.log_exchange(ex)
 
-    async def handle(self, conn: h11.Connection, req: h11.Request, ex: _Exchange) -> bool:
+    async def handle(self, req: RequestHead, ex: _Exchange) -> bool:
         """One request, start to end. False: the connection must not carry another."""
         server = self.server
         ex.method = req.method
         ex.target = req.target
-        headers = list(req.headers)
+        headers = req.headers
         try:
             route, websocket, up_headers, key, chunked = self.prepare(req, headers, ex)
         except ClientError as err:
@@ -405,8 +419,9 @@ class ClientConnection(StreamProtocol):
             except UpstreamError as err:
                 self.refuse(ex, err)
                 return False
+            self.upstream = up.proto
             try:
-                return await self.forward(conn, req, ex, up, up_headers, key, chunked,
+                return await self.forward(req, ex, up, up_headers, key, chunked,
                                           resend=retry)
             except UpstreamError as err:
                 up.close()
@@ -423,7 +438,7 @@ class ClientConnection(StreamProtocol):
                 up.close()
                 self.refuse(ex, err)
                 return False
-            except (PeerGone, ConnectionError, h11.LocalProtocolError) as exc:
+            except (PeerGone, ConnectionError) as exc:
                 up.close()
                 ex.error_class = "client-gone"
                 ex.error = f"client connection ended: {exc.__class__.__name__}"
@@ -440,7 +455,7 @@ class ClientConnection(StreamProtocol):
             self.abort()
         return False
 
-    def prepare(self, req: h11.Request, headers: list[tuple[bytes, bytes]], ex: _Exchange
+    def prepare(self, req: RequestHead, headers: list[tuple[bytes, bytes]], ex: _Exchange
                 ) -> tuple[Route, bool, list[tuple[bytes, bytes]], bytes, bool]:
         """Phases 1-3: bound the request, match a route, build the upstream headers."""
         server = self.server
@@ -453,8 +468,7 @@ class ClientConnection(StreamProtocol):
         limits = server.config.limits
         if len(headers) > limits.max_header_count:
             raise ClientError(431, "headers-too-large", "too many request headers")
-        # h11 bounds only an incomplete head; a complete one that arrived in one read
-        # is measured here.
+        # Also counted as parsed (names and values without the line's punctuation).
         if len(req.target) + sum(len(n) + len(v) + 4 for n, v in headers) > \
                 limits.max_header_bytes:
             raise ClientError(431, "headers-too-large", "request headers too large")
@@ -466,12 +480,11 @@ class ClientConnection(StreamProtocol):
             raise ClientError(400, "bad-request", "the request target must be a path")
         if len(hosts) > 1:
             raise ClientError(400, "bad-request", "more than one Host header")
-        names = [n for n, _ in headers]
-        chunked = b"transfer-encoding" in names
-        if chunked and b"content-length" in names:
+        chunked = req.framing == "chunked"
+        if chunked and any(n == b"content-length" for n, _ in headers):
             raise ClientError(400, "bad-request",
                               "both Content-Length and Transfer-Encoding were sent")
-        if chunked and req.http_version != b"1.1":
+        if chunked and req.http_version < b"1.1":
             # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
             raise ClientError(400, "bad-request", "Transfer-Encoding in an HTTP/1.0 request")
         path = req.target.partition(b"?")[0]
@@ -485,7 +498,7 @@ class ClientConnection(StreamProtocol):
             raise ClientError(400, "bad-handshake", f"invalid WebSocket handshake: {problem}")
         websocket = kind == "websocket"
         length = next((v for n, v in headers if n == b"content-length"), None)
-        if length is not None and int(length) > server.config.limits.max_body_bytes:
+        if length is not None and req.length > server.config.limits.max_body_bytes:
             raise ClientError(413, "body-too-large", "request body too large")
         up_headers = hp.upstream_headers(
             server.request_policy, headers, origin_host=route.origin.host_header.encode(),
@@ -498,57 +511,31 @@ class ClientConnection(StreamProtocol):
         key = next((v for n, v in headers if n == b"sec-websocket-key"), b"") if websocket else b""
         return route, websocket, up_headers, key, chunked
 
-    async def forward(self, conn: h11.Connection, req: h11.Request, ex: _Exchange,
+    async def forward(self, req: RequestHead, ex: _Exchange,
                       up: Upstream, up_headers: list[tuple[bytes, bytes]], key: bytes,
                       chunked: bool, resend: bool = False) -> bool:
         """Phases 4-6 for one request on upstream connection `up` (`resend`: the client's
         request was already read once, it had no body)."""
+        if self.lost:
+            raise PeerGone("the client went away")
+        try:
+            return await self._forward(req, ex, up, up_headers, key, chunked, resend)
+        finally:
+            self.upstream = None
+
+    async def _forward(self, req: RequestHead, ex: _Exchange,
+                       up: Upstream, up_headers: list[tuple[bytes, bytes]], key: bytes,
+                       chunked: bool, resend: bool) -> bool:
         server = self.server
         tmo = server.config.timeouts
-        max_body = server.config.limits.max_body_bytes
         target = req.target
         uproto = up.proto
         received_before = uproto.nbytes
-        # One join of headers that are all validated already (h11 parsed the client's,
-        # the edge's own were checked at startup).
+        # One join of headers that are all validated already (the client's by
+        # parse_request_head, the edge's own at startup).
         uproto.write(request_head(req.method, target, up_headers))
-        # Request body, streamed with flow control both ways. Besides the per-read
-        # `client_body` timeout the body has a deadline that grows with what arrives
-        # (Apache's MinRate model): a trickle of one byte a second is cut, a slow but
-        # steady upload is not.
-        min_rate = server.config.limits.min_body_rate
-        body_start = time.monotonic()
-        while not resend:
-            if conn.they_are_waiting_for_100_continue:
-                self.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            wait = tmo.client_body
-            if min_rate:
-                left = body_start + tmo.client_body + ex.from_client / min_rate - time.monotonic()
-                wait = min(wait, max(left, 0.0))
-            try:
-                if wait <= 0:
-                    raise TimeoutError
-                event = await self.next_event_within(conn, wait)
-            except TimeoutError:
-                raise ClientError(408, "request-timeout", "request body not received in time"
-                                  ) from None
-            except h11.RemoteProtocolError:
-                raise ClientError(400, "bad-request", "malformed request body") from None
-            if isinstance(event, h11.Data):
-                ex.from_client += len(event.data)
-                if ex.from_client > max_body:
-                    raise ClientError(413, "body-too-large", "request body too large")
-                uproto.write(chunk(event.data) if chunked else event.data)
-                if uproto.write_paused:
-                    try:
-                        await uproto.drain(tmo.upstream_response)
-                    except TimeoutError:
-                        raise UpstreamError(504, "upstream-timeout",
-                                            "the origin stopped reading the request") from None
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:
-                raise ClientError(400, "bad-request", "request ended early")
+        if not resend and req.framing != "none":
+            await self.relay_request_body(req, ex, uproto)
         if chunked:
             uproto.write(LAST_CHUNK)
         # Response head (1xx other than 101 skipped: the edge already handled Expect).
@@ -575,14 +562,14 @@ class ClientConnection(StreamProtocol):
                 continue
             try:
                 resp = parse_response_head(buf[:end], req.method)
-            except BadResponse:
+            except BadMessage:
                 raise UpstreamError(502, "bad-response", "invalid HTTP response from the origin"
                                     ) from None
             if resp.status == 101:
                 if not key:
                     raise UpstreamError(502, "bad-response",
                                         "the origin switched protocols unasked")
-                return self.open_tunnel(conn, ex, up, resp, buf[:end + 4], buf[end + 4:], key)
+                return self.open_tunnel(ex, up, resp, buf[:end + 4], buf[end + 4:], key)
             buf = buf[end + 4:]
             if resp.status >= 200:
                 break
@@ -591,14 +578,13 @@ class ClientConnection(StreamProtocol):
                                   path=target.partition(b"?")[0], status=resp.status)
         if not any(n == b"x-request-id" for n, _ in out):
             out.append((b"x-request-id", ex.req_id))
-        keep = (not server.draining and not key and req.http_version == b"1.1"
-                and b"close" not in hp.connection_tokens(req.headers))
-        # The client's framing (h11's rules): an unknown length becomes chunked for an
+        keep = not server.draining and not key and req.keep_alive
+        # The client's framing (the rules h11 applied): an unknown length becomes chunked for an
         # HTTP/1.1 client, or ends with the connection for an HTTP/1.0 one.
         reframe = resp.framing in ("chunked", "close") and req.method != b"HEAD"
         if resp.framing in ("chunked", "close"):
             out = [(n, v) for n, v in out if n != b"content-length"]
-            if req.http_version == b"1.1":
+            if req.http_version >= b"1.1":
                 out.append((b"transfer-encoding", b"chunked"))
             else:
                 reframe, keep = False, False
@@ -618,6 +604,72 @@ class ClientConnection(StreamProtocol):
         server.log_exchange(ex)
         return keep
 
+    async def relay_request_body(self, req: RequestHead, ex: _Exchange,
+                                 uproto: StreamProtocol) -> None:
+        """The request body, client → origin, streamed with flow control both ways.
+        Besides the per-read `client_body` timeout the body has a deadline that grows
+        with what arrives (Apache's MinRate model): a trickle of one byte a second is
+        cut, a slow but steady upload is not."""
+        server = self.server
+        tmo = server.config.timeouts
+        max_body = server.config.limits.max_body_bytes
+        min_rate = server.config.limits.min_body_rate
+        body_start = time.monotonic()
+        decoder = ChunkedDecoder() if req.framing == "chunked" else None
+        remaining = req.length
+        expect = req.expect_continue
+        while decoder is not None or remaining:
+            if not self.chunks:
+                if self.eof:
+                    raise ClientError(400, "bad-request", "request ended early")
+                if expect:
+                    self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    expect = False
+                wait = tmo.client_body
+                if min_rate:
+                    left = (body_start + tmo.client_body + ex.from_client / min_rate
+                            - time.monotonic())
+                    wait = min(wait, left)
+                try:
+                    if wait <= 0:
+                        raise TimeoutError
+                    await self.wait_data(wait)
+                except TimeoutError:
+                    raise ClientError(408, "request-timeout",
+                                      "request body not received in time") from None
+                continue
+            data = self.take()
+            expect = False  # the client sent body bytes without waiting for 100
+            if decoder is not None:
+                pieces: list[bytes] = []
+                try:
+                    extra = decoder.feed(data, pieces)
+                except BadMessage:
+                    raise ClientError(400, "bad-request", "malformed request body") from None
+                if extra:
+                    self.unread(extra)
+                size = sum(map(len, pieces))
+                ex.from_client += size
+                if ex.from_client > max_body:
+                    raise ClientError(413, "body-too-large", "request body too large")
+                if pieces:
+                    uproto.writelines([chunk(piece) for piece in pieces])
+                if decoder.done:
+                    break
+            else:
+                if len(data) > remaining:
+                    self.unread(data[remaining:])  # the next pipelined request
+                    data = data[:remaining]
+                remaining -= len(data)
+                ex.from_client += len(data)
+                uproto.write(data)
+            if uproto.write_paused:
+                try:
+                    await uproto.drain(tmo.upstream_response)
+                except TimeoutError:
+                    raise UpstreamError(504, "upstream-timeout",
+                                        "the origin stopped reading the request") from None
+
     async def relay_body(self, up: Upstream, resp: ResponseHead, data: bytes,
                          pending: list[bytes], ex: _Exchange, reframe: bool) -> None:
         """Phase 6: the response body, origin → client, as it arrives. `pending` holds
@@ -635,7 +687,7 @@ class ClientConnection(StreamProtocol):
                     pieces: list[bytes] = []
                     try:
                         extra = decoder.feed(data, pieces)
-                    except BadResponse:
+                    except BadMessage:
                         raise UpstreamError(502, "bad-response",
                                             "the origin sent an invalid chunked body") from None
                     if extra:
@@ -659,6 +711,8 @@ class ClientConnection(StreamProtocol):
                 else:  # until the origin closes
                     ex.to_client += len(data)
                     pending.append(chunk(data) if reframe else data)
+            if self.lost:
+                raise PeerGone("the client went away mid-response")
             if pending:
                 self.writelines(pending)
                 pending = []
@@ -684,7 +738,7 @@ class ClientConnection(StreamProtocol):
         if pending:
             self.writelines(pending)
 
-    def open_tunnel(self, conn: h11.Connection, ex: _Exchange, up: Upstream,
+    def open_tunnel(self, ex: _Exchange, up: Upstream,
                     resp: ResponseHead, head: bytes, origin_left: bytes, key: bytes) -> bool:
         """Phase 4-5 for an upgrade: relay the origin's own 101 byte for byte, then tunnel."""
         server = self.server
@@ -695,7 +749,7 @@ class ClientConnection(StreamProtocol):
             return False
         origin_transport = up.proto.transport
         assert self.transport is not None and origin_transport is not None
-        client_left = conn.trailing_data[0] + (self.take() if self.chunks else b"")
+        client_left = self.take() if self.chunks else b""
         if up.proto.chunks:
             origin_left += up.proto.take()
         self.write(head)

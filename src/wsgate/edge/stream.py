@@ -1,7 +1,7 @@
 """The HTTP legs' transport glue: an asyncio Protocol that queues received bytes for
-one h11 reader coroutine, with flow control both ways.
+one reader coroutine, with flow control both ways.
 
-h11 is fed only when the reader asks for the next event, so bytes of a pipelined
+Bytes are parsed only when the reader asks for them, so bytes of a pipelined
 request wait here untouched, and after a 101 whatever is still queued is handed to
 the tunnel as it arrived. Reading pauses when more than `high_water` bytes wait,
 and writers `await drain()` while the transport's write buffer is above its limit:
@@ -11,9 +11,7 @@ memory per connection stays bounded whatever the peers do.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
-
-import h11
+from typing import cast
 
 
 class PeerGone(ConnectionError):
@@ -27,6 +25,8 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 class StreamProtocol(asyncio.Protocol):
     def __init__(self, high_water: int) -> None:
+        # Kept: in Python 3.11 every get_running_loop() is a getpid() system call.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.high_water = high_water
         self.chunks: list[bytes] = []
@@ -95,13 +95,24 @@ class StreamProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def interrupt(self, exc: BaseException) -> None:
+        """Make a pending `wait_data` raise `exc` (the other side of the exchange is gone)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back at the front of the queue (they belong to what comes next)."""
+        self.chunks.insert(0, data)
+        self.buffered += len(data)
+
     async def wait_data(self, within: float | None = None) -> None:
         """Until bytes or EOF arrive; TimeoutError after `within` seconds. One timer
         handle per wait, and none when bytes are already queued: cheaper than
         `asyncio.timeout()` (~5 µs per use) on a path taken once or twice a request."""
         if self.chunks or self.eof:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter = loop.create_future()
         self._waiter = waiter
         timer = None if within is None else loop.call_later(within, _expire, waiter)
@@ -111,41 +122,6 @@ class StreamProtocol(asyncio.Protocol):
             self._waiter = None
             if timer is not None:
                 timer.cancel()
-
-    async def next_event(self, conn: h11.Connection) -> Any:
-        """The next h11 event, feeding h11 from the queue as it needs bytes."""
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            if self.chunks:
-                conn.receive_data(self.take())
-            elif self.eof:
-                conn.receive_data(b"")
-            else:
-                await self.wait_data()
-
-    async def next_event_within(self, conn: h11.Connection, seconds: float) -> Any:
-        """`next_event`, all of it within `seconds`; an event already buffered (the
-        usual case for a whole request) costs no timer."""
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            if self.chunks:
-                conn.receive_data(self.take())
-                event = conn.next_event()
-            if event is h11.NEED_DATA:
-                deadline = asyncio.get_running_loop().time() + seconds
-                while event is h11.NEED_DATA:
-                    left = deadline - asyncio.get_running_loop().time()
-                    if left <= 0:
-                        raise TimeoutError
-                    await self.wait_data(left)
-                    if self.chunks:
-                        conn.receive_data(self.take())
-                    elif self.eof:
-                        conn.receive_data(b"")
-                    event = conn.next_event()
-        return event
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.lost:
@@ -162,7 +138,7 @@ class StreamProtocol(asyncio.Protocol):
             raise PeerGone("connection lost")
         if not self.write_paused:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if self._drain is None:
             self._drain = loop.create_future()
         timer = None if within is None else loop.call_later(within, _expire, self._drain)

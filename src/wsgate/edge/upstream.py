@@ -125,7 +125,7 @@ class UpstreamPool:
             up.close()
             return
         idle.append(up)
-        up.idle_timer = asyncio.get_running_loop().call_later(
+        up.idle_timer = up.proto.loop.call_later(
             self.idle_timeout, self._expire, up)
 
     def _expire(self, up: Upstream) -> None:

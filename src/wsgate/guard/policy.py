@@ -200,7 +200,13 @@ class RefusalLimiter:
 
     def due(self, now: float) -> list[Summary]:
         """Close every window older than `window_s`, returning its summary if any."""
-        expired = [a for a, w in self._windows.items() if now - w.start >= self.window_s]
+        # Windows are inserted in start order and never moved, so the expired ones
+        # are a prefix: a flood from many addresses costs O(expired), not O(all).
+        expired: list[str] = []
+        for address, window in self._windows.items():
+            if now - window.start < self.window_s:
+                break
+            expired.append(address)
         out: list[Summary] = []
         for address in expired:
             out.extend(self._close(address))

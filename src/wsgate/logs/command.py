@@ -13,25 +13,37 @@ import click
 from wsgate.logs.follow import follow
 from wsgate.logs.join import join, summarise
 from wsgate.logs.query import Query, QueryError, build_query
-from wsgate.logs.render import pretty_group, pretty_line, summary_text, to_json_line
-from wsgate.logs.sources import DocumentReader, Event, ReadStats, normalise, read_events
+from wsgate.logs.render import json_line, pretty_group, pretty_line, summary_text
+from wsgate.logs.sources import (
+    DocumentReader,
+    Event,
+    EventPredicate,
+    ReadStats,
+    normalise,
+    read_events,
+)
 
 EXIT_INPUT = 1  # an input file could not be read
+READ_BUFFER = 1 << 20  # fewer read calls on big files
 
 
 def _lines_of(path: str) -> Iterator[bytes]:
     if path == "-":
         yield from sys.stdin.buffer
         return
-    with open(path, "rb") as handle:
+    with open(path, "rb", buffering=READ_BUFFER) as handle:
         yield from handle
 
 
-def _events(paths: list[str], query: Query | None, stats: ReadStats) -> Iterator[Event]:
-    """Events of every path; with a query, lines that cannot match may be skipped early."""
+def _events(paths: list[str], query: Query | None, stats: ReadStats,
+            quick_check: EventPredicate | None = None) -> Iterator[Event]:
+    """Events of every path; with a query, lines that cannot match may be skipped early
+    (the caller still applies the query to every event it gets)."""
     prefilter = query.prefilter() if query is not None else None
+    if query is not None:
+        quick_check = query.quick_check()
     for path in paths:
-        yield from read_events(_lines_of(path), stats, prefilter)
+        yield from read_events(_lines_of(path), stats, prefilter, quick_check)
 
 
 def _followed_events(paths: list[str], stats: ReadStats, out: IO[str]) -> Iterator[Event]:
@@ -117,6 +129,7 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
                 sys.exit(EXIT_INPUT)
 
     out = sys.stdout
+    binary = out.buffer  # JSON is written as the UTF-8 bytes orjson makes
     as_json = fmt == "json" or (fmt is None and not out.isatty())
     use_colour = _use_colour(colour, out) and not as_json
     stats = ReadStats()
@@ -131,30 +144,38 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
     try:
         if summary:
             result = summarise(events, query)
-            out.write((to_json_line(result.as_json()) if as_json
-                       else summary_text(result, use_colour)) + "\n")
+            if as_json:
+                binary.write(json_line(result.as_json()))
+            else:
+                out.write(summary_text(result, use_colour) + "\n")
         elif join_:
             # Files are read twice (matching ids, then their events) to keep memory
             # to the result; stdin can be read once only, so it is held whole.
-            again = None if "-" in paths else (lambda: _events(paths, None, ReadStats()))
+            again = None if "-" in paths else (
+                lambda wanted: _events(paths, None, ReadStats(),
+                                       lambda e: e.get("requestId") in wanted))
             for group in join(events, query, again):
                 if as_json:
-                    out.write(to_json_line(group.as_json()) + "\n")
+                    binary.write(json_line(group.as_json()))
                 else:
                     out.write("\n".join(pretty_group(group, use_colour)) + "\n")
                 written += 1
                 if limit is not None and written >= limit:
                     break
         else:
+            matches = query.matches
             for event in events:
-                if not query.matches(event):
+                if not matches(event):
                     continue
-                out.write((to_json_line(event) if as_json
-                           else pretty_line(event, use_colour)) + "\n")
+                if as_json:
+                    binary.write(json_line(event))
+                else:
+                    out.write(pretty_line(event, use_colour) + "\n")
                 written += 1
                 if limit is not None and written >= limit:
                     break
         out.flush()
+        binary.flush()
     except BrokenPipeError:
         # `wsgate logs big.log | head`: the reader left; stop quietly like other tools.
         with contextlib.suppress(OSError):

@@ -118,8 +118,13 @@ def build_event(
     return event
 
 
+# One encoder for every line: json.dumps with non-default options builds a new
+# JSONEncoder per call (~2 µs of a ~10 µs line).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(event)
 
 
 class JsonLineFormatter(logging.Formatter):

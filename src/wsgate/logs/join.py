@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgate.logs.query import Query, is_error
-from wsgate.logs.sources import SEVERITIES, Event, event_epoch
+from wsgate.logs.sources import SEVERITIES, Event, time_key
+
+NO_TIME = "~"  # sorts after every time key: events without a time come last
+
+
+def _time_key(event: Event) -> str:
+    ts = event.get("timestamp")
+    return time_key(ts) if isinstance(ts, str) else NO_TIME
 
 
 @dataclass
@@ -22,7 +29,7 @@ class Group:
 
     request_id: str | None
     events: list[Event] = field(default_factory=list)
-    first_epoch: float = math.inf
+    first_time: str = NO_TIME  # time_key of its earliest event
     order: int = 0
 
     @property
@@ -50,14 +57,15 @@ class Group:
 
 
 def join(events: Iterable[Event], query: Query,
-         again: Callable[[], Iterable[Event]] | None = None) -> list[Group]:
+         again: Callable[[set[str]], Iterable[Event]] | None = None) -> list[Group]:
     """Groups by requestId; a group is kept when any of its events matches the query,
     so `--status 403 --join` shows the edge's 403 with the origin's refusal beside it.
     Groups come out in time order of their first event (input order for ties).
 
-    With `again` (the same events read a second time, e.g. files read twice) the first
-    pass keeps only the matching request ids and the second only their events, so
-    memory follows the result instead of the input.
+    With `again` (the same events read a second time, e.g. files read twice; it is
+    given the wanted request ids and may leave out events without them) the first pass
+    keeps only the matching request ids and the second only their events, so memory
+    follows the result instead of the input.
     """
     if again is None:
         return _finish(_group(events, query, None))
@@ -70,15 +78,11 @@ def join(events: Iterable[Event], query: Query,
                 wanted.add(rid)
             else:
                 lone.append(_single(event, index))
-    return _finish([*_group(again(), None, wanted), *lone])
+    return _finish([*_group(again(wanted), None, wanted), *lone])
 
 
 def _single(event: Event, order: int) -> Group:
-    group = Group(None, [event], order=order)
-    epoch = event_epoch(event)
-    if epoch is not None:
-        group.first_epoch = epoch
-    return group
+    return Group(None, [event], first_time=_time_key(event), order=order)
 
 
 def _group(events: Iterable[Event], query: Query | None,
@@ -96,9 +100,9 @@ def _group(events: Iterable[Event], query: Query | None,
             if group is None:
                 group = groups[rid] = Group(rid, order=index)
             group.events.append(event)
-            epoch = event_epoch(event)
-            if epoch is not None and epoch < group.first_epoch:
-                group.first_epoch = epoch
+            key = _time_key(event)
+            if key < group.first_time:
+                group.first_time = key
         elif query is not None:
             group = _single(event, index)
             lone.append(group)
@@ -111,14 +115,9 @@ def _group(events: Iterable[Event], query: Query | None,
 
 def _finish(kept: list[Group]) -> list[Group]:
     for group in kept:
-        group.events.sort(key=_epoch_or_last)
-    kept.sort(key=lambda g: (g.first_epoch, g.order))
+        group.events.sort(key=_time_key)
+    kept.sort(key=lambda g: (g.first_time, g.order))
     return kept
-
-
-def _epoch_or_last(event: Event) -> float:
-    epoch = event_epoch(event)
-    return math.inf if epoch is None else epoch
 
 
 def _percentile(sorted_values: array[float], fraction: float) -> float:
@@ -137,8 +136,8 @@ class Summary:
     latencies_ms: dict[str, array[float]] = field(default_factory=dict)  # by source
     first: str | None = None
     last: str | None = None
-    _first_epoch: float = math.inf
-    _last_epoch: float = -math.inf
+    _first_key: str = NO_TIME
+    _last_key: str = ""
 
     def add(self, event: Event) -> None:
         self.events += 1
@@ -164,12 +163,13 @@ class Summary:
                 event.get("message") if severity >= SEVERITIES["WARNING"] else None
             ) or (f"HTTP {status}" if status is not None else event.get("message", "?"))
             self.errors[f"{event.get('source', '?')}: {str(text)[:200]}"] += 1
-        epoch = event_epoch(event)
-        if epoch is not None:
-            if epoch < self._first_epoch:
-                self._first_epoch, self.first = epoch, event["timestamp"]
-            if epoch > self._last_epoch:
-                self._last_epoch, self.last = epoch, event["timestamp"]
+        ts = event.get("timestamp")
+        if isinstance(ts, str):
+            key = time_key(ts)
+            if key < self._first_key:
+                self._first_key, self.first = key, ts
+            if key > self._last_key:
+                self._last_key, self.last = key, ts
 
     def percentiles(self) -> dict[str, dict[str, float]]:
         """Per source (edge latency is what clients see; the origin's is its own part)."""

@@ -14,7 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from wsgate.logs.sources import SEVERITIES, Event, LinePredicate, event_epoch, parse_iso
+from wsgate.logs.sources import (
+    SEVERITIES,
+    Event,
+    EventPredicate,
+    LinePredicate,
+    epoch_key,
+    event_epoch,
+    parse_iso,
+    raw_statuses,
+    time_key,
+)
 
 __all__ = ["Query", "QueryError", "StatusFilter", "build_query", "event_epoch", "parse_iso"]
 
@@ -31,6 +41,10 @@ class StatusFilter:
 
     kind: str  # "ok", "error", "canceled", "class", "exact"
     value: int = 0
+
+    def matches_status(self, status: int) -> bool:
+        """For the status kinds ("exact", "class") only."""
+        return status == self.value if self.kind == "exact" else status // 100 == self.value
 
     def matches(self, event: Event) -> bool:
         status = event.get("status")
@@ -168,9 +182,17 @@ class Query:
     request_ids: frozenset[str] = frozenset()
     min_severity: int | None = None
     _checks: tuple[Callable[[Event], bool], ...] = field(default=(), repr=False, compare=False)
+    _quick: tuple[Callable[[Event], bool], ...] = field(default=(), repr=False, compare=False)
+    _since_key: str = field(default="", repr=False, compare=False)
+    _until_key: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.since is not None:
+            object.__setattr__(self, "_since_key", epoch_key(self.since))
+        if self.until is not None:
+            object.__setattr__(self, "_until_key", epoch_key(self.until))
         # The checks that apply, cheapest first, decided once instead of per event.
+        # Up to the time window they read only sources.QUICK_FIELDS (see quick_check).
         checks: list[Callable[[Event], bool]] = []
         if self.request_ids:
             checks.append(lambda e: e.get("requestId") in self.request_ids)
@@ -185,6 +207,7 @@ class Query:
             checks.append(lambda e: SEVERITIES.get(e.get("severity", "DEFAULT"), 0) >= level)
         if self.since is not None or self.until is not None:
             checks.append(self._in_time)
+        object.__setattr__(self, "_quick", tuple(checks))
         if self.ips:
             checks.append(lambda e: _ip_in(e.get("remoteIp"), self.ips))
         if self.headers:
@@ -197,17 +220,29 @@ class Query:
     def matches(self, event: Event) -> bool:
         return all(check(event) for check in self._checks)
 
+    def quick_check(self) -> EventPredicate | None:
+        """The filters that read only QUICK_FIELDS, for `read_events` to drop a line
+        before the rest of its normalisation; None when there are none."""
+        quick = self._quick
+        if not quick:
+            return None
+        if len(quick) == 1:
+            return quick[0]
+        return lambda event: all(check(event) for check in quick)
+
     @property
     def empty(self) -> bool:
         return not self._checks
 
     def _in_time(self, event: Event) -> bool:
-        epoch = event_epoch(event)
-        if epoch is None:
+        ts = event.get("timestamp")
+        if ts is None:
             return False  # a time window asks for events known to be inside it
-        if self.since is not None and epoch < self.since:
+        # String order of time keys is time order: no date parsing per event.
+        key = time_key(ts)
+        if self._since_key and key < self._since_key:
             return False
-        return self.until is None or epoch <= self.until
+        return not self._until_key or key <= self._until_key
 
     def _has_headers(self, event: Event) -> bool:
         headers = event.get("headers")
@@ -227,28 +262,48 @@ class Query:
         return True
 
     def prefilter(self) -> LinePredicate | None:
-        """A cheap necessary condition on a raw JSON line, or None.
-
-            Only for needles every JSON encoder writes verbatim (printable ASCII without the
-        characters some encoders escape: quote, backslash, slash, < > & '), so a line
-        without the needle cannot match.
-        """
-        needles: list[bytes] = []
+        """A cheap necessary condition on a raw single-line JSON document, or None: a
+        line failing it cannot match, so it is not decoded at all."""
+        checks: list[LinePredicate] = []
+        # Text needles only when every JSON encoder writes them verbatim (printable
+        # ASCII without the characters some encoders escape: quote, backslash, slash,
+        # < > & ').
         if self.search is not None and _verbatim(self.search):
-            needles.append(self.search.encode())
-        ids = [rid.encode() for rid in self.request_ids if _verbatim(rid)]
-        if len(ids) != len(self.request_ids):
-            ids = []
-        if not needles and not ids:
+            needle = self.search.encode()
+            checks.append(lambda line: needle in line.lower())
+        if self.request_ids and all(_verbatim(rid) for rid in self.request_ids):
+            ids = [rid.encode() for rid in self.request_ids]
+            checks.append(lambda line: any(rid in line for rid in ids))
+        if self.statuses and all(s.kind in ("class", "exact") for s in self.statuses):
+            checks.append(self._may_have_status)
+        if self.websocket:
+            checks.append(_may_be_websocket)
+        if not checks:
             return None
-        search = needles[0] if needles else None
+        if len(checks) == 1:
+            return checks[0]
+        return lambda line: all(check(line) for check in checks)
 
-        def check(line: bytes) -> bool:
-            if search is not None and search not in line.lower():
-                return False
-            return not ids or any(rid in line for rid in ids)
+    def _may_have_status(self, line: bytes) -> bool:
+        found = raw_statuses(line)
+        if found is None:
+            return True
+        wanted = self.statuses
+        return any(value is None or any(s.matches_status(value) for s in wanted)
+                   for value in found)
 
-        return check
+
+def _may_be_websocket(line: bytes) -> bool:
+    """isWebSocket can only be true from a literal `true`, status 101, or a wrangler
+    event's `Upgrade: websocket` request header."""
+    if b"true" in line:
+        return True
+    found = raw_statuses(line)
+    if found is None or any(value is None or value == 101 for value in found):
+        return True
+    # Only wrangler events (an "outcome" key) carry headers. A non-ASCII letter can
+    # lower-case to an ASCII one (the Kelvin sign to "k"): such lines are kept.
+    return b'"outcome"' in line and (not line.isascii() or b"websocket" in line.lower())
 
 
 def _verbatim(text: str) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+import orjson
+
 from wsgate.logs.join import Group, Summary
 from wsgate.logs.sources import SEVERITIES, Event
 
@@ -24,8 +26,18 @@ CYAN: Final = "\x1b[36m"
 PATH_WIDTH: Final = 40
 
 
+def json_line(value: Event | dict[str, Any]) -> bytes:
+    """One compact JSON object and a newline, UTF-8: what `--format json` writes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        # What orjson refuses but a lenient read can produce: integers beyond 64 bits,
+        # lone surrogates from "\ud800" escapes. ASCII escapes keep the output valid.
+        return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
 def to_json_line(value: Event | dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_line(value)[:-1].decode()
 
 
 def _status_colour(event: Event) -> str:

@@ -15,13 +15,16 @@ wrong types are counted in `ReadStats` and skipped, or the field is left out.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
+
+import orjson
 
 Event = dict[str, Any]
 
@@ -69,7 +72,18 @@ _PASSTHROUGH: Final[dict[str, tuple[type, ...]]] = {
     "closeCode": (int,), "closedBy": (str,), "errorClass": (str,), "error": (str,),
     "reason": (str,), "refusedCount": (int,),
 }
-_PASSTHROUGH_KEYS: Final = frozenset(_PASSTHROUGH)
+# The few of them a filter looks at are copied first, into the "quick" part of an event.
+_QUICK_PASSTHROUGH: Final = {k: _PASSTHROUGH[k] for k in ("isWebSocket", "requestId",
+                                                           "errorClass")}
+_REST_PASSTHROUGH: Final = {k: t for k, t in _PASSTHROUGH.items() if k not in _QUICK_PASSTHROUGH}
+
+# Fields of the quick part of an event (see `Format`): computed before the rest, with the
+# same values the full event has, so filters on them can drop a line before the rest of
+# the work. Filters on other fields (URL, address, headers, text) wait for the full event.
+QUICK_FIELDS: Final = frozenset({
+    "timestamp", "source", "format", "severity", "message", "method", "status",
+    "isWebSocket", "requestId", "errorClass", "outcome",
+})
 
 SEVERITIES: Final[dict[str, int]] = {
     "DEFAULT": 0, "DEBUG": 100, "INFO": 200, "NOTICE": 300, "WARNING": 400,
@@ -81,7 +95,9 @@ _WRANGLER_LEVELS: Final[dict[str, str]] = {
 }
 _TRACE_KEY: Final = "logging.googleapis.com/trace"
 
-_UTC_STAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z")
+# ASCII digits only: every normalised timestamp then has this one shape, which `time_key`
+# turns into a string that sorts like the time (no date parsing per event).
+_UTC_STAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z", re.ASCII)
 
 # A multi-line document larger than this is given up (its lines counted as bad), so a
 # stray "{" cannot make the reader hold a whole file in memory.
@@ -126,7 +142,7 @@ def _int(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
         return int(value)
     return None
 
@@ -186,7 +202,10 @@ def format_epoch(epoch: float) -> str:
     micros = round((epoch - seconds) * 1_000_000)
     if micros >= 1_000_000:
         seconds, micros = seconds + 1, micros - 1_000_000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    t = time.gmtime(seconds)
+    # Explicit widths (strftime's %Y does not pad years before 1000 on every platform).
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}"
+            f":{t.tm_sec:02d}.{micros:06d}Z")
 
 
 def _timestamp(value: object) -> str | None:
@@ -196,7 +215,24 @@ def _timestamp(value: object) -> str | None:
     if _UTC_STAMP.fullmatch(value):
         return value
     epoch = parse_iso(value)
-    return None if epoch is None else format_epoch(epoch)
+    if epoch is None:
+        return None
+    text = format_epoch(epoch)
+    return text if _UTC_STAMP.fullmatch(text) else None  # a year past 9999 has no place
+
+
+def time_key(timestamp: str) -> str:
+    """A string that sorts like the time, for a normalised timestamp
+    (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`): the fraction padded to nanoseconds. Comparing
+    these is exact and much cheaper than parsing a date per event."""
+    if timestamp[19:20] == ".":
+        return timestamp[:20] + timestamp[20:-1].ljust(9, "0")
+    return timestamp[:19] + ".000000000"
+
+
+def epoch_key(epoch: float) -> str:
+    """`time_key` of a moment given as epoch seconds (microsecond precision)."""
+    return time_key(format_epoch(epoch))
 
 
 def _apply_url(event: Event, url: str) -> None:
@@ -204,11 +240,21 @@ def _apply_url(event: Event, url: str) -> None:
     if url.startswith("/"):
         event["path"] = url
         return
+    # The same few URLs come back line after line: remember short ones.
+    host, path = _split_url(url) if len(url) <= 512 else _split_url.__wrapped__(url)
+    if host:
+        event["host"] = host
+    event["path"] = path
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_url(url: str) -> tuple[str, str]:
+    """(lower-case host or "", path and query) of an absolute URL; the path is the
+    whole text when it is not one."""
     # Hand-split instead of urlsplit: this runs once per line of a million-line file.
     scheme, sep, rest = url.partition("://")
     if not sep or "/" in scheme:
-        event["path"] = url
-        return
+        return "", url
     cut = len(rest)
     for mark in "/?#":
         at = rest.find(mark)
@@ -220,26 +266,28 @@ def _apply_url(event: Event, url: str) -> None:
         host = host[1:host.find("]")] if "]" in host else host[1:]
     else:
         host = host.partition(":")[0]
-    if host:
-        event["host"] = host.lower()
     path = path.partition("#")[0]
-    event["path"] = path if path.startswith("/") else "/" + path
+    return host.lower(), (path if path.startswith("/") else "/" + path)
 
 
-def _apply_http_request(event: Event, http: dict[str, Any]) -> None:
-    """Cloud Logging's HttpRequest message (wsgate's events use the same shape)."""
+def _http_quick(event: Event, http: dict[str, Any]) -> None:
+    """The quick part of Cloud Logging's HttpRequest (wsgate's events use the same shape)."""
     get = http.get
     method = get("requestMethod")
     if method and type(method) is str:
         event["method"] = method.upper()
-    url = get("requestUrl")
-    if url and type(url) is str:
-        _apply_url(event, url)
     status = get("status")
     if type(status) is not int:
         status = _int(status)
     if status is not None:
         event["status"] = status
+
+
+def _http_rest(event: Event, http: dict[str, Any]) -> None:
+    get = http.get
+    url = get("requestUrl")
+    if url and type(url) is str:
+        _apply_url(event, url)
     latency = _duration_ms(get("latency"))
     if latency is not None:
         event["latencyMs"] = latency
@@ -251,11 +299,12 @@ def _apply_http_request(event: Event, http: dict[str, Any]) -> None:
         event["userAgent"] = agent
 
 
-def _apply_wsgate_fields(event: Event, payload: dict[str, Any]) -> None:
-    # Hot path: only the keys present are looked at (set intersection runs in C).
-    for key in _PASSTHROUGH_KEYS.intersection(payload):
-        value = payload[key]
-        if type(value) in _PASSTHROUGH[key]:
+def _copy_fields(event: Event, payload: dict[str, Any],
+                 fields: dict[str, tuple[type, ...]]) -> None:
+    get = payload.get
+    for key, types in fields.items():
+        value = get(key)
+        if value is not None and type(value) in types:
             event[key] = value
 
 
@@ -271,7 +320,7 @@ def _finish(event: Event) -> Event:
 
 # ---------------------------------------------------------------- the three formats
 
-def from_wsgate(doc: dict[str, Any]) -> Event:
+def _wsgate_quick(doc: dict[str, Any]) -> Event:
     """wsgate's own line: Cloud Logging structured JSON with flat wsgate fields."""
     event: Event = {}
     ts = _timestamp(doc.get("timestamp"))
@@ -286,15 +335,27 @@ def from_wsgate(doc: dict[str, Any]) -> Event:
         event["message"] = message
     http = _dict(doc.get("httpRequest"))
     if http:
-        _apply_http_request(event, http)
-    trace = _str(doc, _TRACE_KEY)
-    if trace:
-        event["trace"] = trace
-    _apply_wsgate_fields(event, doc)
+        _http_quick(event, http)
+    _copy_fields(event, doc, _QUICK_PASSTHROUGH)
     return _finish(event)
 
 
-def from_cloud_logging(doc: dict[str, Any]) -> Event:
+def _wsgate_rest(event: Event, doc: dict[str, Any]) -> Event:
+    http = _dict(doc.get("httpRequest"))
+    if http:
+        _http_rest(event, http)
+    trace = _str(doc, _TRACE_KEY)
+    if trace:
+        event["trace"] = trace
+    _copy_fields(event, doc, _REST_PASSTHROUGH)
+    return event
+
+
+def from_wsgate(doc: dict[str, Any]) -> Event:
+    return _wsgate_rest(_wsgate_quick(doc), doc)
+
+
+def _cloud_quick(doc: dict[str, Any]) -> Event:
     """A LogEntry as `gcloud logging read --format json` prints it."""
     event: Event = {}
     ts = _timestamp(doc.get("timestamp")) or _timestamp(doc.get("receiveTimestamp"))
@@ -317,12 +378,25 @@ def from_cloud_logging(doc: dict[str, Any]) -> Event:
         event["message"] = message
     http = _dict(doc.get("httpRequest"))
     if http:
-        _apply_http_request(event, http)
+        _http_quick(event, http)
+    _copy_fields(event, payload, _QUICK_PASSTHROUGH)
+    return _finish(event)
+
+
+def _cloud_rest(event: Event, doc: dict[str, Any]) -> Event:
+    payload = _dict(doc.get("jsonPayload")) or {}
+    http = _dict(doc.get("httpRequest"))
+    if http:
+        _http_rest(event, http)
     trace = _str(doc, "trace") or _str(payload, _TRACE_KEY)
     if trace:
         event["trace"] = trace
-    _apply_wsgate_fields(event, payload)
-    return _finish(event)
+    _copy_fields(event, payload, _REST_PASSTHROUGH)
+    return event
+
+
+def from_cloud_logging(doc: dict[str, Any]) -> Event:
+    return _cloud_rest(_cloud_quick(doc), doc)
 
 
 def _console_text(parts: object) -> str:
@@ -423,19 +497,47 @@ _CLOUD_KEYS: Final = ("jsonPayload", "textPayload", "protoPayload", "insertId", 
 _WSGATE_KEYS: Final = ("severity", "message", "httpRequest")
 
 
-def normalise(doc: object) -> Event | None:
-    """The normalised event of one decoded JSON value, or None when it is no log event."""
+class Format(NamedTuple):
+    """How one input format is normalised, in two steps: `quick` builds the event's
+    QUICK_FIELDS (cheap), `rest` adds the other fields to it. A filter on quick fields
+    can drop a line between the two. Invariant (tested): the quick event's QUICK_FIELDS
+    are exactly those of the finished event."""
+
+    quick: Callable[[dict[str, Any]], Event]
+    rest: Callable[[Event, dict[str, Any]], Event]
+
+
+def _nothing_more(event: Event, doc: dict[str, Any]) -> Event:
+    return event
+
+
+WSGATE: Final = Format(_wsgate_quick, _wsgate_rest)
+CLOUD_LOGGING: Final = Format(_cloud_quick, _cloud_rest)
+WRANGLER: Final = Format(from_wrangler, _nothing_more)  # rare in bulk: all in one step
+
+
+def detect(doc: object) -> Format | None:
+    """The format of one decoded JSON value, or None when it is no log event."""
     if not isinstance(doc, dict):
         return None
     if "outcome" in doc and ("eventTimestamp" in doc or "scriptName" in doc or "event" in doc):
-        return from_wrangler(doc)
+        return WRANGLER
     for key in _CLOUD_KEYS:
         if key in doc:
-            return from_cloud_logging(doc)
+            return CLOUD_LOGGING
     for key in _WSGATE_KEYS:
         if key in doc:
-            return from_wsgate(doc)
+            return WSGATE
     return None
+
+
+def normalise(doc: object) -> Event | None:
+    """The normalised event of one decoded JSON value, or None when it is no log event."""
+    fmt = detect(doc)
+    if fmt is None:
+        return None
+    assert isinstance(doc, dict)  # detect() said so
+    return fmt.rest(fmt.quick(doc), doc)
 
 
 # ---------------------------------------------------------------- documents from lines
@@ -466,7 +568,7 @@ class DocumentReader:
             if first == "{" and text[-1] == "}":
                 try:
                     value = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     pass  # maybe the first line of a pretty-printed object
                 else:
                     self.stats.documents += 1
@@ -530,6 +632,10 @@ class DocumentReader:
                 return
             try:
                 value, end = _DECODER.raw_decode(buf)
+            except RecursionError:
+                self._buffer = buf
+                self._give_up()  # nested too deep to be a log event
+                return
             except ValueError:
                 self._buffer = buf  # incomplete: wait for more lines
                 return
@@ -553,19 +659,75 @@ class DocumentReader:
         self._buffer, self._lines, self._in_array = "", 0, False
 
 
+_STATUS_KEY: Final = b'"status"'
+_JSON_SPACE: Final = b" \t\r\n"
+_NUMBER_END: Final = b",}] \t\r\n"
+
+
+def raw_statuses(line: bytes) -> list[int | None] | None:
+    """What follows each `"status"` key in one raw JSON line, for prefilters: an int for
+    an integer or a string of digits, None for a value that might still be read as a
+    status (a number such as 403.0). Every status the normalisers could read from the
+    line is among them, whatever the format. None (no answer) for a line with a
+    backslash: an escape can hide a key or a digit from a byte search."""
+    if b"\\" in line:
+        return None
+    found: list[int | None] = []
+    at = line.find(_STATUS_KEY)
+    while at >= 0:
+        at += len(_STATUS_KEY)
+        rest = line[at:].lstrip(_JSON_SPACE)
+        if rest[:1] == b":":  # a key, not a string value "status"
+            value = rest[1:].lstrip(_JSON_SPACE)
+            if value[:1] == b'"':
+                text = value[1:value.find(b'"', 1)]
+                if text.isdigit() and len(text) < 19:  # bytes.isdigit: ASCII digits only
+                    found.append(int(text))
+            elif value[:1] and value[:1] in b"-0123456789":
+                end = len(value)
+                for mark in _NUMBER_END:
+                    cut = value.find(mark)
+                    if 0 <= cut < end:
+                        end = cut
+                token = value[:end]
+                digits = token[1:] if token[:1] == b"-" else token
+                found.append(int(token) if digits.isdigit() and len(digits) < 19 else None)
+            # anything else (object, list, true, null, other text) is never a status
+        at = line.find(_STATUS_KEY, at)
+    return found
+
+
 LinePredicate = Callable[[bytes], bool]
+EventPredicate = Callable[[Event], bool]
 
 
 def read_events(lines: Iterable[bytes], stats: ReadStats,
-                prefilter: LinePredicate | None = None) -> Iterator[Event]:
+                prefilter: LinePredicate | None = None,
+                quick_check: EventPredicate | None = None) -> Iterator[Event]:
     """Normalised events from raw lines of one input.
 
-    `prefilter` is a cheap necessary condition on a raw single-line document (e.g. the
-    --search text occurs in it); lines failing it are skipped without JSON decoding.
-    Multi-line documents are always decoded (the prefilter sees only one line of them).
+    Two optional shortcuts, both only necessary conditions for an event to be wanted
+    (the caller still applies its full filter to what comes out):
+    - `prefilter` sees a raw single-line document (e.g. "the --search text occurs in
+      it"); lines failing it are skipped without JSON decoding;
+    - `quick_check` sees an event holding only its QUICK_FIELDS; events failing it are
+      dropped before the rest of the normalisation.
+    Multi-line documents skip the prefilter (it would see one line of them).
     """
     reader = DocumentReader(stats)
-    decode = _DECODER.decode
+    loads = orjson.loads
+
+    def finish(value: object) -> Event | None:
+        fmt = detect(value)
+        if fmt is None:
+            stats.not_event += 1
+            return None
+        assert isinstance(value, dict)  # detect() said so
+        event = fmt.quick(value)
+        if quick_check is not None and not quick_check(event):
+            return None
+        return fmt.rest(event, value)
+
     for raw in lines:
         if reader.idle():
             # Fast path, one whole object per line (what wsgate and most exports write):
@@ -576,21 +738,20 @@ def read_events(lines: Iterable[bytes], stats: ReadStats,
                 if prefilter is not None and not prefilter(stripped):
                     continue
                 try:
-                    value = decode(stripped.decode())
-                except ValueError:  # also invalid UTF-8: the reader decodes it leniently
+                    value = loads(stripped)
+                except orjson.JSONDecodeError:
+                    # orjson is stricter than the standard library (invalid UTF-8, NaN,
+                    # integers beyond 64 bits, lone surrogates, deep nesting): the
+                    # lenient reader below decides what such a line is.
                     pass
                 else:
                     stats.documents += 1
-                    event = normalise(value)
-                    if event is None:
-                        stats.not_event += 1
-                    else:
+                    event = finish(value)
+                    if event is not None:
                         yield event
                     continue
         for value in reader.feed(raw):
-            event = normalise(value)
-            if event is None:
-                stats.not_event += 1
-            else:
+            event = finish(value)
+            if event is not None:
                 yield event
     reader.finish()
