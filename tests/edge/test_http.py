@@ -288,3 +288,16 @@ def test_head_and_304_keep_the_connection_usable(http_edge: Edge) -> None:
     assert [h[:3] for h in heads] == [b"200", b"304", b"200"]
     assert b"content-length: 100" in heads[0].lower() and heads[0].endswith(b"\r\n\r\n")
     assert heads[2].endswith(b"\r\n\r\nbbbbb")
+
+
+def test_empty_and_chunked_bodies_keep_the_connection_usable(http_edge: Edge) -> None:
+    # Content-Length: 0 has nothing to wait for; a chunked answer is re-framed.
+    out = http_edge.raw(b"GET /bytes/0 HTTP/1.1\r\nHost: a\r\n\r\n"
+                        b"GET /chunked/40000 HTTP/1.1\r\nHost: a\r\n\r\n"
+                        b"GET /bytes/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    heads = out.split(b"HTTP/1.1 ")[1:]
+    assert [h[:3] for h in heads] == [b"200", b"200", b"200"]
+    assert b"content-length: 0\r\n" in heads[0].lower() and heads[0].endswith(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in heads[1].lower()
+    assert heads[1].count(b"c") >= 40000 and heads[1].endswith(b"\r\n0\r\n\r\n")
+    assert heads[2].endswith(b"\r\n\r\nbbb")

@@ -26,7 +26,9 @@ def events_of(name: str | Path, query: Query | None = None) -> tuple[list[Event]
     path = name if isinstance(name, Path) else FIXTURES / name
     stats = ReadStats()
     with open(path, "rb") as handle:
-        events = list(read_events(handle, stats, query.prefilter() if query else None))
+        # The command's shortcuts (raw-line prefilter, quick check), then the full filter.
+        events = list(read_events(handle, stats, query.prefilter() if query else None,
+                                  query.quick_check() if query else None))
     if query is not None:
         events = [e for e in events if query.matches(e)]
     return events, stats

@@ -680,6 +680,8 @@ class ClientConnection(StreamProtocol):
         uproto = up.proto
         framing = resp.framing
         remaining = resp.length if framing == "length" else 0
+        if framing == "length" and remaining == 0:
+            framing = "none"  # Content-Length: 0: nothing to wait for
         decoder = ChunkedDecoder() if framing == "chunked" else None
         while framing != "none":
             if data:
@@ -758,7 +760,7 @@ class ClientConnection(StreamProtocol):
         handshake = time.monotonic() - ex.t0
         tunnel = Tunnel(self.transport, origin_transport,
                         ping_interval=server.config.timeouts.websocket_ping_interval,
-                        on_done=lambda t: server.tunnel_done(t, ex))
+                        on_done=server.tunnel_done, context=ex)
         server.tunnels.add(tunnel)
         server.metrics.websocket_opened(ex.route.pattern if ex.route else "-", handshake)
         tunnel.start(client_left, origin_left)

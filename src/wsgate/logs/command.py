@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import click
@@ -46,13 +46,25 @@ def _events(paths: list[str], query: Query | None, stats: ReadStats,
         yield from read_events(_lines_of(path), stats, prefilter, quick_check)
 
 
-def _followed_events(paths: list[str], stats: ReadStats, out: IO[str]) -> Iterator[Event]:
+def _stdout() -> IO[bytes]:
+    """stdout with a real buffer even under PYTHONUNBUFFERED=1: a system call per event
+    would cost more than reading the event."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced by something else
+        return sys.stdout.buffer
+    sys.stdout.flush()
+    return open(fd, "wb", buffering=1 << 16, closefd=False)
+
+
+def _followed_events(paths: list[str], stats: ReadStats,
+                     flush: Callable[[], None]) -> Iterator[Event]:
     readers = [DocumentReader(stats) for _ in paths]
 
     def note(text: str) -> None:
         click.echo(f"wsgate logs: {text}", err=True)
 
-    for index, line in follow(paths, on_idle=out.flush, on_note=note):
+    for index, line in follow(paths, on_idle=flush, on_note=note):
         for value in readers[index].feed(line):
             event = normalise(value)
             if event is None:
@@ -128,13 +140,15 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
                 click.echo(f"wsgate logs: {path}: {problem}", err=True)
                 sys.exit(EXIT_INPUT)
 
-    out = sys.stdout
-    binary = out.buffer  # JSON is written as the UTF-8 bytes orjson makes
-    as_json = fmt == "json" or (fmt is None and not out.isatty())
-    use_colour = _use_colour(colour, out) and not as_json
+    as_json = fmt == "json" or (fmt is None and not sys.stdout.isatty())
+    use_colour = _use_colour(colour, sys.stdout) and not as_json
+    out = _stdout()  # bytes: JSON as orjson makes it, text encoded by `write_text`
+
+    def write_text(text: str) -> None:
+        out.write(text.encode("utf-8", "replace") + b"\n")
     stats = ReadStats()
     if follow_:
-        events = _followed_events(paths, stats, out)
+        events = _followed_events(paths, stats, out.flush)
     elif join_ and "-" in paths:
         # One pass over stdin: every event may belong to a matching group, none skipped.
         events = _events(paths, None, stats)
@@ -145,9 +159,9 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
         if summary:
             result = summarise(events, query)
             if as_json:
-                binary.write(json_line(result.as_json()))
+                out.write(json_line(result.as_json()))
             else:
-                out.write(summary_text(result, use_colour) + "\n")
+                write_text(summary_text(result, use_colour))
         elif join_:
             # Files are read twice (matching ids, then their events) to keep memory
             # to the result; stdin can be read once only, so it is held whole.
@@ -156,9 +170,9 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
                                        lambda e: e.get("requestId") in wanted))
             for group in join(events, query, again):
                 if as_json:
-                    binary.write(json_line(group.as_json()))
+                    out.write(json_line(group.as_json()))
                 else:
-                    out.write("\n".join(pretty_group(group, use_colour)) + "\n")
+                    write_text("\n".join(pretty_group(group, use_colour)))
                 written += 1
                 if limit is not None and written >= limit:
                     break
@@ -168,21 +182,22 @@ def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
                 if not matches(event):
                     continue
                 if as_json:
-                    binary.write(json_line(event))
+                    out.write(json_line(event))
                 else:
-                    out.write(pretty_line(event, use_colour) + "\n")
+                    write_text(pretty_line(event, use_colour))
                 written += 1
                 if limit is not None and written >= limit:
                     break
         out.flush()
-        binary.flush()
     except BrokenPipeError:
         # `wsgate logs big.log | head`: the reader left; stop quietly like other tools.
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, out.fileno())
+            os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            out.flush()  # what was found so far
         _report(stats)
         sys.exit(130)
     except OSError as exc:

@@ -22,7 +22,7 @@ from wsgate.logs.sources import (
     epoch_key,
     event_epoch,
     parse_iso,
-    raw_statuses,
+    raw_status_pattern,
     time_key,
 )
 
@@ -42,9 +42,9 @@ class StatusFilter:
     kind: str  # "ok", "error", "canceled", "class", "exact"
     value: int = 0
 
-    def matches_status(self, status: int) -> bool:
-        """For the status kinds ("exact", "class") only."""
-        return status == self.value if self.kind == "exact" else status // 100 == self.value
+    def pattern(self) -> str:
+        """The statuses of an "exact" or "class" filter as a regex of three digits."""
+        return str(self.value) if self.kind == "exact" else f"{self.value}[0-9][0-9]"
 
     def matches(self, event: Event) -> bool:
         status = event.get("status")
@@ -275,7 +275,8 @@ class Query:
             ids = [rid.encode() for rid in self.request_ids]
             checks.append(lambda line: any(rid in line for rid in ids))
         if self.statuses and all(s.kind in ("class", "exact") for s in self.statuses):
-            checks.append(self._may_have_status)
+            pattern = raw_status_pattern(s.pattern() for s in self.statuses)
+            checks.append(lambda line: b"\\" in line or pattern.search(line) is not None)
         if self.websocket:
             checks.append(_may_be_websocket)
         if not checks:
@@ -284,22 +285,14 @@ class Query:
             return checks[0]
         return lambda line: all(check(line) for check in checks)
 
-    def _may_have_status(self, line: bytes) -> bool:
-        found = raw_statuses(line)
-        if found is None:
-            return True
-        wanted = self.statuses
-        return any(value is None or any(s.matches_status(value) for s in wanted)
-                   for value in found)
+
+_STATUS_101: Final = raw_status_pattern(["101"])
 
 
 def _may_be_websocket(line: bytes) -> bool:
     """isWebSocket can only be true from a literal `true`, status 101, or a wrangler
     event's `Upgrade: websocket` request header."""
-    if b"true" in line:
-        return True
-    found = raw_statuses(line)
-    if found is None or any(value is None or value == 101 for value in found):
+    if b"true" in line or b"\\" in line or _STATUS_101.search(line):
         return True
     # Only wrangler events (an "outcome" key) carry headers. A non-ASCII letter can
     # lower-case to an ASCII one (the Kelvin sign to "k"): such lines are kept.

@@ -659,42 +659,17 @@ class DocumentReader:
         self._buffer, self._lines, self._in_array = "", 0, False
 
 
-_STATUS_KEY: Final = b'"status"'
-_JSON_SPACE: Final = b" \t\r\n"
-_NUMBER_END: Final = b",}] \t\r\n"
-
-
-def raw_statuses(line: bytes) -> list[int | None] | None:
-    """What follows each `"status"` key in one raw JSON line, for prefilters: an int for
-    an integer or a string of digits, None for a value that might still be read as a
-    status (a number such as 403.0). Every status the normalisers could read from the
-    line is among them, whatever the format. None (no answer) for a line with a
-    backslash: an escape can hide a key or a digit from a byte search."""
-    if b"\\" in line:
-        return None
-    found: list[int | None] = []
-    at = line.find(_STATUS_KEY)
-    while at >= 0:
-        at += len(_STATUS_KEY)
-        rest = line[at:].lstrip(_JSON_SPACE)
-        if rest[:1] == b":":  # a key, not a string value "status"
-            value = rest[1:].lstrip(_JSON_SPACE)
-            if value[:1] == b'"':
-                text = value[1:value.find(b'"', 1)]
-                if text.isdigit() and len(text) < 19:  # bytes.isdigit: ASCII digits only
-                    found.append(int(text))
-            elif value[:1] and value[:1] in b"-0123456789":
-                end = len(value)
-                for mark in _NUMBER_END:
-                    cut = value.find(mark)
-                    if 0 <= cut < end:
-                        end = cut
-                token = value[:end]
-                digits = token[1:] if token[:1] == b"-" else token
-                found.append(int(token) if digits.isdigit() and len(digits) < 19 else None)
-            # anything else (object, list, true, null, other text) is never a status
-        at = line.find(_STATUS_KEY, at)
-    return found
+def raw_status_pattern(statuses: Iterable[str]) -> re.Pattern[bytes]:
+    """A regex that finds, in one raw JSON line, a `"status"` key whose value may be read
+    as one of `statuses` (three-digit regex fragments such as "403" or "5[0-9][0-9]"):
+    that number, a string of those digits (leading zeros allowed, as `_int` reads them)
+    or any number with a fraction or an exponent (403.0 is read as 403). Every status
+    the normalisers read, in any format, is the value of a "status" key. Only for lines
+    without a backslash: an escape can hide a key or a digit from a byte search."""
+    codes = "|".join(statuses)
+    return re.compile(
+        rf'"status"[ \t\r\n]*:[ \t\r\n]*(?:"0*(?:{codes})"|(?:{codes})(?![0-9])'
+        rf"|-?[0-9]+[.eE])".encode())
 
 
 LinePredicate = Callable[[bytes], bool]
