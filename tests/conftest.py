@@ -11,8 +11,21 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 DEAD_PROXY = "http://127.0.0.1:9"
 for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ[name] = DEAD_PROXY
 for name in ("NO_PROXY", "no_proxy"):
     os.environ[name] = "localhost,127.0.0.1,::1"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability figures the hardening tests recorded, once per run."""
+    from tests.hostile import figures
+
+    lines = figures.report_once()
+    if lines:
+        terminalreporter.section("wsgate reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)
