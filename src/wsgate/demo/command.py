@@ -97,9 +97,13 @@ def show_origin_report(console: Console, refusal: Refusal, run: DoctorRun) -> No
     if run.report is None:
         console.print(f"      [dim]doctor on the origin: {escape(run.error or '')}[/]")
         return
-    ids = ", ".join(run.diagnosis_ids()) or "none"
-    console.print(f"      [dim]doctor on the origin directly (no secret): "
-                  f"diagnosis {escape(ids)}[/]")
+    ids = run.diagnosis_ids()
+    # Pointed at the origin without the secret, the doctor sees the guard's 403 where
+    # it expects an app, and names it secret-rejected: here that is the goal.
+    verdict = ("refused, as it should be" if ids == ["secret-rejected"]
+               else "diagnoses " + (", ".join(ids) or "none"))
+    console.print(f"      [dim]wsgate doctor on the origin directly, without the secret: "
+                  f"{escape(verdict)}[/]")
 
 
 def wait_forever(console: Console, stack: DemoStack) -> int:

@@ -154,6 +154,9 @@ async def _converse(ws_url: str, progress: _Progress, headers: Mapping[str, str]
         max_size=_MAX_MESSAGE,
         compression=None,  # as a browser against Streamlit's default (no deflate)
         user_agent_header="wsgate-streamlit-session",
+        # Same path as the doctor's raw probes: straight to the URL, never through
+        # an HTTP(S)_PROXY from the environment (that would test another path).
+        proxy=None,
         **kwargs,
     ) as ws:
         progress.status = ws.response.status_code if ws.response is not None else 101
