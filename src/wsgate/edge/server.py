@@ -9,13 +9,14 @@ in order (keep-alive and pipelining), so a request never needs a task of its own
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from json.encoder import encode_basestring as _q  # the encoder's own string quoting
 
 from wsgate.config import EdgeConfig, Route
 from wsgate.edge.http1 import (
@@ -106,12 +107,15 @@ class EdgeServer:
                  metrics: EdgeMetrics | None = None, writer: EventWriter | None = None) -> None:
         self.config = config
         self.logger = logger
-        # Events go straight to the writer (json.dumps + a batched write); through
-        # `logging` only when no writer is given.
-        self.write_event: Callable[[dict[str, Any]], None] = (
-            writer.write if writer is not None else lambda event: emit(logger, event))
+        # Event lines go straight to the writer (a batched write); through `logging`
+        # only when no writer is given.
+        self.write_line: Callable[[str], None] = (
+            writer.write_line if writer is not None
+            else lambda line: emit(logger, json.loads(line)))
         self.metrics = metrics or EdgeMetrics()
         self.request_policy = hp.RequestPolicy.from_config(config)
+        # Each origin's Host header, computed once (a property that formats per call).
+        self.origin_hosts = {r.origin: r.origin.host_header.encode() for r in config.routes}
         self.response_policy = hp.ResponsePolicy.from_config(config)
         lim, tmo = config.limits, config.timeouts
         self.pool = UpstreamPool(connect_timeout=tmo.connect, idle_timeout=tmo.upstream_idle,
@@ -123,9 +127,10 @@ class EdgeServer:
         self.draining = False
         self.listener: asyncio.Server | None = None
         self.scheme = "https" if config.tls_cert else "http"
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by start()
 
     async def start(self, sock: socket.socket | None = None) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         tls = None
         if self.config.tls_cert:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -169,37 +174,27 @@ class EdgeServer:
         await asyncio.sleep(0)
 
     # logging, once per request / session
-    def _event(self, ex: _Exchange, message: str, severity: Severity, *, status: int,
-               latency_s: float, from_client: int, to_client: int) -> dict[str, Any]:
-        """The event `build_event(source="edge", http=HttpRequest(...), ...)` makes, built
-        directly: this runs once per request, where build_event's checks cost more than
-        the rest of the line."""
+    def _line(self, ex: _Exchange, message: str, severity: Severity, *, status: int,
+              latency_s: float, from_client: int, to_client: int, tail: str) -> str:
+        """The JSON line `dumps(build_event(source="edge", http=HttpRequest(...), ...))`
+        writes, built by one template: this runs once per request, where a dict and
+        the encoder cost more than the rest of the line. Every string that can come
+        from a client or the config goes through `_q`, the encoder's own quoting;
+        `tail` is the already-encoded fields after isWebSocket."""
         route = ex.route
-        event: dict[str, Any] = {
-            "timestamp": utc_timestamp(),
-            "severity": severity,
-            "message": message,
-            "source": "edge",
-            "httpRequest": {
-                "requestMethod": ex.method.decode("latin-1"),
-                "requestUrl": f"{self.config.forwarded_proto}://{ex.host.decode('latin-1')}"
-                              f"{ex.target.decode('latin-1')}",
-                "status": status,
-                "latency": f"{latency_s:.6f}s",
-                "remoteIp": ex.client_ip,
-                "userAgent": ex.user_agent.decode("latin-1"),
-                "requestSize": str(from_client),
-                "responseSize": str(to_client),
-                "protocol": "HTTP/1.1",
-            },
-        }
-        if ex.req_id:
-            event["requestId"] = ex.req_id.decode("ascii")
-        if route is not None:
-            event["route"] = route.pattern
-            event["upstream"] = route.origin.url
-        event["isWebSocket"] = ex.websocket
-        return event
+        rid = f',"requestId":{_q(ex.req_id.decode("ascii"))}' if ex.req_id else ""
+        where = (f',"route":{_q(route.pattern)},"upstream":{_q(route.origin.url)}'
+                 if route is not None else "")
+        url = (f"{self.config.forwarded_proto}://{ex.host.decode('latin-1')}"
+               f"{ex.target.decode('latin-1')}")
+        return (f'{{"timestamp":"{utc_timestamp()}","severity":"{severity}",'
+                f'"message":{_q(message)},"source":"edge","httpRequest":{{'
+                f'"requestMethod":{_q(ex.method.decode("latin-1"))},"requestUrl":{_q(url)},'
+                f'"status":{status},"latency":"{latency_s:.6f}s",'
+                f'"remoteIp":{_q(ex.client_ip)},"userAgent":{_q(ex.user_agent.decode("latin-1"))},'
+                f'"requestSize":"{from_client}","responseSize":"{to_client}",'
+                f'"protocol":"HTTP/1.1"}}{rid}{where},'
+                f'"isWebSocket":{"true" if ex.websocket else "false"}{tail}}}')
 
     def log_exchange(self, ex: _Exchange) -> None:
         seconds = time.monotonic() - ex.t0
@@ -210,15 +205,14 @@ class EdgeServer:
             severity, message = "WARNING", "Request refused"
         else:
             severity, message = ("WARNING" if ex.status >= 500 else "INFO"), "request"
-        event = self._event(ex, message, severity, status=ex.status, latency_s=seconds,
-                            from_client=ex.from_client, to_client=ex.to_client)
-        event["bytesFromClient"] = ex.from_client
-        event["bytesToClient"] = ex.to_client
+        tail = f',"bytesFromClient":{ex.from_client},"bytesToClient":{ex.to_client}'
         if ex.error_class is not None:
-            event["errorClass"] = ex.error_class
+            tail += f',"errorClass":{_q(ex.error_class)}'
         if ex.error is not None:
-            event["error"] = ex.error
-        self.write_event(event)
+            tail += f',"error":{_q(ex.error)}'
+        self.write_line(self._line(ex, message, severity, status=ex.status, latency_s=seconds,
+                                   from_client=ex.from_client, to_client=ex.to_client,
+                                   tail=tail))
         self.metrics.request_done(ex.route.pattern if ex.route else "-", ex.status, seconds,
                                   ex.from_client, ex.to_client)
         if ex.error_class and ex.status >= 500:
@@ -229,20 +223,19 @@ class EdgeServer:
         duration = time.monotonic() - tunnel.started
         failed = tunnel.error_class is not None
         ex.method = b"GET"
-        event = self._event(ex, "Edge Proxy Error" if failed else "websocket session",
-                            "ERROR" if failed else "INFO", status=101,
-                            latency_s=duration + (tunnel.started - ex.t0),
-                            from_client=tunnel.to_origin, to_client=tunnel.to_client)
-        event["wsDurationMs"] = round(duration * 1000)
-        event["bytesFromClient"] = tunnel.to_origin
-        event["bytesToClient"] = tunnel.to_client
+        tail = (f',"wsDurationMs":{round(duration * 1000)},'
+                f'"bytesFromClient":{tunnel.to_origin},"bytesToClient":{tunnel.to_client}')
         if tunnel.close_code is not None:
-            event["closeCode"] = tunnel.close_code
-        event["closedBy"] = tunnel.closed_by
+            tail += f',"closeCode":{tunnel.close_code}'
+        tail += f',"closedBy":{_q(tunnel.closed_by)}'
         if failed:
-            event["errorClass"] = tunnel.error_class
-            event["error"] = "origin connection lost"
-        self.write_event(event)
+            tail += (f',"errorClass":{_q(tunnel.error_class or "origin-lost")}'
+                     ',"error":"origin connection lost"')
+        self.write_line(self._line(
+            ex, "Edge Proxy Error" if failed else "websocket session",
+            "ERROR" if failed else "INFO", status=101,
+            latency_s=duration + (tunnel.started - ex.t0),
+            from_client=tunnel.to_origin, to_client=tunnel.to_client, tail=tail))
         self.metrics.websocket_closed(tunnel.close_code, tunnel.to_origin, tunnel.to_client)
         if failed:
             self.metrics.upstream_error(tunnel.error_class or "origin-lost")
@@ -275,7 +268,7 @@ def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
 
 class ClientConnection(StreamProtocol):
     def __init__(self, server: EdgeServer) -> None:
-        super().__init__(server.config.limits.write_buffer_bytes)
+        super().__init__(server.config.limits.write_buffer_bytes, server.loop)
         self.server = server
         self.peer_ip = "-"
         self.idle = False
@@ -415,7 +408,7 @@ class ClientConnection(StreamProtocol):
         retry = False
         while True:
             try:
-                up = await server.pool.acquire(route.origin)
+                up = await server.pool.acquire(route.origin, self.loop)
             except UpstreamError as err:
                 self.refuse(ex, err)
                 return False
@@ -501,7 +494,7 @@ class ClientConnection(StreamProtocol):
         if length is not None and req.length > server.config.limits.max_body_bytes:
             raise ClientError(413, "body-too-large", "request body too large")
         up_headers = hp.upstream_headers(
-            server.request_policy, headers, origin_host=route.origin.host_header.encode(),
+            server.request_policy, headers, origin_host=server.origin_hosts[route.origin],
             client_host=ex.host, client_addr=ex.client_ip, req_id=ex.req_id,
             websocket=websocket)
         if chunked:
@@ -763,7 +756,7 @@ class ClientConnection(StreamProtocol):
                         on_done=server.tunnel_done, context=ex)
         server.tunnels.add(tunnel)
         server.metrics.websocket_opened(ex.route.pattern if ex.route else "-", handshake)
-        tunnel.start(client_left, origin_left)
+        tunnel.start(client_left, origin_left, self.loop)
         if self.lost:
             tunnel.client_lost()
         if up.proto.lost:

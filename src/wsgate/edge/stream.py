@@ -24,9 +24,10 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class StreamProtocol(asyncio.Protocol):
-    def __init__(self, high_water: int) -> None:
-        # Kept: in Python 3.11 every get_running_loop() is a getpid() system call.
-        self.loop = asyncio.get_running_loop()
+    def __init__(self, high_water: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # Kept, and passed in by callers that have it: in Python 3.11 every
+        # get_running_loop() is a getpid() system call.
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.high_water = high_water
         self.chunks: list[bytes] = []

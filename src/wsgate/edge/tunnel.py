@@ -138,8 +138,10 @@ class Tunnel:
         self.ping_mark = -1
         self.started = time.monotonic()
 
-    def start(self, client_leftover: bytes, origin_leftover: bytes) -> None:
-        """Swap both transports onto the tunnel and relay what arrived early."""
+    def start(self, client_leftover: bytes, origin_leftover: bytes,
+              loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Swap both transports onto the tunnel and relay what arrived early (`loop`:
+        the caller's, which saves a getpid() per handshake in Python 3.11)."""
         self.client.set_protocol(_ClientSide(self))
         self.origin.set_protocol(_OriginSide(self))
         if origin_leftover:
@@ -151,8 +153,8 @@ class Tunnel:
         self.origin.resume_reading()
         if self.ping_interval > 0:
             self.ping_mark = self.to_client + self.to_origin
-            self.ping_handle = asyncio.get_running_loop().call_later(
-                self.ping_interval, self._ping)
+            loop = loop if loop is not None else asyncio.get_running_loop()
+            self.ping_handle = loop.call_later(self.ping_interval, self._ping)
 
     def note_client_close(self, data: bytes) -> None:
         n = len(data)
