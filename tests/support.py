@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,3 +106,33 @@ def running(args: Sequence[str], port: int, env: dict[str, str] | None = None,
         yield server
     finally:
         server.stop()
+
+
+IP = shutil.which("ip")
+
+
+def ip_command(*args: str) -> subprocess.CompletedProcess[str]:
+    assert IP is not None
+    return subprocess.run([IP, *args], capture_output=True, text=True, timeout=10)
+
+
+@contextlib.contextmanager
+def private_network_namespace(prefix: str) -> Iterator[str]:
+    """A network namespace of the test's own, loopback up, deleted afterwards.
+
+    Skips (with the reason) where namespaces cannot be made: not root, no iproute2.
+    Traffic inside it never reaches this machine's real interfaces.
+    """
+    import pytest
+
+    if IP is None or os.geteuid() != 0:
+        pytest.skip("needs root and iproute2 to create a network namespace")
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    if ip_command("netns", "add", name).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        result = ip_command("netns", "exec", name, "ip", "link", "set", "lo", "up")
+        assert result.returncode == 0, result.stderr
+        yield name
+    finally:
+        ip_command("netns", "del", name)

@@ -72,17 +72,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     """Send bytes, read until the server closes (or `timeout`)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return recv_until_closed(sock, timeout=timeout)
 
 
 def status_of(response: bytes) -> int:

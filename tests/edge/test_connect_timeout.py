@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-IP = shutil.which("ip")
+from tests.edge.conftest import ws_upgrade_request
+from tests.support import IP, ip_command, private_network_namespace
+
 SILENT_ORIGIN = "http://192.0.2.2:80"
 EDGE_PORT = 18080
 
@@ -36,7 +37,7 @@ while True:
             raise
         time.sleep(0.05)
 s.settimeout(10)
-s.sendall(sys.argv[1].encode().decode("unicode_escape").encode("latin-1"))
+s.sendall(sys.stdin.buffer.read())
 data = b""
 while True:
     chunk = s.recv(65536)
@@ -47,42 +48,27 @@ sys.stdout.write(data.decode("latin-1"))
 """.replace("PORT", str(EDGE_PORT))
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    assert IP is not None
-    return subprocess.run([IP, *args], capture_output=True, text=True, timeout=10)
-
-
 @pytest.fixture
 def silent_origin_namespace() -> Iterator[str]:
-    if IP is None or os.geteuid() != 0:
-        pytest.skip("needs root and iproute2 to create a network namespace")
-    name = f"wsgate-edge-{uuid.uuid4().hex[:8]}"
-    if _ip("netns", "add", name).returncode != 0:
-        pytest.skip("cannot create a network namespace here")
-    try:
-        for args in (("link", "set", "lo", "up"),
-                     ("link", "add", "va", "type", "veth", "peer", "name", "vb"),
+    with private_network_namespace("wsgate-edge") as name:
+        for args in (("link", "add", "va", "type", "veth", "peer", "name", "vb"),
                      ("addr", "add", "192.0.2.1/24", "dev", "va"),
                      ("link", "set", "va", "up"), ("link", "set", "vb", "up")):
-            result = _ip("netns", "exec", name, "ip", *args)
+            result = ip_command("netns", "exec", name, "ip", *args)
             assert result.returncode == 0, result.stderr
         yield name
-    finally:
-        _ip("netns", "del", name)
 
 
-@pytest.mark.parametrize("request_text", [
-    "GET /page HTTP/1.1\\r\\nHost: app.example.com\\r\\nConnection: close\\r\\n\\r\\n",
-    "GET /_stcore/stream HTTP/1.1\\r\\nHost: app.example.com\\r\\nUpgrade: websocket\\r\\n"
-    "Connection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n"
-    "Sec-WebSocket-Version: 13\\r\\n\\r\\n",
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /page HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    ws_upgrade_request("/_stcore/stream"),
 ], ids=["http", "upgrade"])
 def test_silent_origin_gives_504_and_an_error_event(
-        silent_origin_namespace: str, request_text: str, tmp_path: Path) -> None:
-    assert IP is not None
+        silent_origin_namespace: str, request_bytes: bytes, tmp_path: Path) -> None:
     log_file = tmp_path / "edge.jsonl"
     secret = "connect-timeout-" + uuid.uuid4().hex
     env = {**os.environ, "WSGATE_SECRET": secret, "WSGATE_EDGE_TIMEOUTS_CONNECT": "0.5"}
+    assert IP is not None
     netns = [IP, "netns", "exec", silent_origin_namespace]
     edge = subprocess.Popen(
         [*netns, sys.executable, "-m", "wsgate", "edge", "--origin", SILENT_ORIGIN,
@@ -90,7 +76,7 @@ def test_silent_origin_gives_504_and_an_error_event(
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # Bytes, not text: universal newlines would turn the CRLFs into LFs.
-        answer = subprocess.run([*netns, sys.executable, "-c", CLIENT, request_text],
+        answer = subprocess.run([*netns, sys.executable, "-c", CLIENT], input=request_bytes,
                                 capture_output=True, timeout=30)
     finally:
         edge.terminate()
@@ -110,5 +96,5 @@ def test_silent_origin_gives_504_and_an_error_event(
     assert errors[0]["severity"] == "ERROR"
     assert errors[0]["errorClass"] == "connect-timeout"
     assert errors[0]["httpRequest"]["status"] == 504
-    assert errors[0]["isWebSocket"] is ("Upgrade" in request_text)
+    assert errors[0]["isWebSocket"] is (b"Upgrade" in request_bytes)
     assert secret not in log_file.read_text()
