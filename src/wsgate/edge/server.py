@@ -125,6 +125,7 @@ class EdgeServer:
         self.connections: set[ClientConnection] = set()
         self.tunnels: set[Tunnel] = set()
         self.draining = False
+        self.retiring = False  # a reload: draining, but WebSockets stay open
         self.listener: asyncio.Server | None = None
         self.scheme = "https" if config.tls_cert else "http"
         self.loop: asyncio.AbstractEventLoop | None = None  # set by start()
@@ -151,10 +152,31 @@ class EdgeServer:
         addr = self.listener.sockets[0].getsockname()
         return str(addr[0]), int(addr[1])
 
+    def open_websockets(self) -> int:
+        return len(self.tunnels)
+
+    async def retire(self, limit: float | None) -> None:
+        """For a reload: stop accepting now, let in-flight HTTP finish and idle keep-alive
+        connections end, but leave WebSockets open until they close by themselves or
+        `limit` seconds pass (None: no limit); then shut down as `shutdown` does."""
+        self.draining = self.retiring = True
+        if self.listener is not None:
+            self.listener.close()
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.stop_idle()
+        deadline = None if limit is None else time.monotonic() + limit
+        while self.connections or self.tunnels:  # noqa: ASYNC110
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        await self.shutdown()
+
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight HTTP finish, close WebSockets with 1001, and
         force whatever is left closed when the drain timeout ends."""
         self.draining = True
+        self.retiring = False
         if self.listener is not None:
             self.listener.close()
         for conn in list(self.connections):
@@ -761,6 +783,6 @@ class ClientConnection(StreamProtocol):
             tunnel.client_lost()
         if up.proto.lost:
             tunnel.origin_lost()
-        if server.draining:
+        if server.draining and not server.retiring:
             tunnel.shutdown(1001)
         return True
