@@ -64,7 +64,17 @@ class Route:
     host: str  # "" = any host; "*.example.com" = subdomains; else exact (lowercase)
     path: str  # path prefix when `prefix`, else the exact path
     prefix: bool
-    origin: Origin
+    origin: Origin  # the first of `origins`: the one-origin form's only origin
+    # Several origins share the route's sessions (wsgate.policy.balance); weights run
+    # parallel to origins. Both default to the one-origin form.
+    origins: tuple[Origin, ...] = ()
+    weights: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.origins:
+            object.__setattr__(self, "origins", (self.origin,))
+        if not self.weights:
+            object.__setattr__(self, "weights", (1,) * len(self.origins))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,20 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    """[admission]: how much one client, one origin and the whole edge may hold
+    (docs/admission.md). Every limit is off while it is 0."""
+
+    max_connections: int = 0
+    max_websockets_per_client: int = 0
+    max_websockets_per_origin: int = 0
+    max_requests_per_second_per_client: int = 0
+    burst: int = 0  # the token bucket's size; 0 = one second's worth of requests
+    # Size cap of the per-client bucket table: bounds memory under a flood of addresses.
+    max_tracked_clients: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float = 5.0
     upstream_response: float = 60.0
@@ -96,6 +120,17 @@ class Timeouts:
     upstream_idle: float = 4.0
     websocket_ping_interval: float = 0.0
     drain: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Active health checks of each origin of a route with several origins."""
+
+    path: str = "/_stcore/health"
+    interval: float = 5.0
+    timeout: float = 2.0
+    unhealthy_threshold: int = 2  # consecutive failures (checks or connects) → down
+    healthy_threshold: int = 2  # consecutive passed checks → up again
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +155,11 @@ class EdgeConfig:
     cache: CacheRule = CacheRule()
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
+    admission: AdmissionLimits = AdmissionLimits()
+    health: Health = Health()
+    # Origins (URLs as in routes) that take no new sessions; their sessions run on.
+    draining_origins: tuple[str, ...] = ()
+    affinity_cookie: str = "wsgate_affinity"
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -139,10 +179,12 @@ class EdgeConfig:
 
 # Keys accepted at each level of the TOML document (and in the environment).
 _TOP_SCALARS: Final = {f.name for f in dataclasses.fields(EdgeConfig)} - {
-    "routes", "secret", "cache", "limits", "timeouts"}
+    "routes", "secret", "cache", "limits", "timeouts", "health", "admission"}
 _SECTIONS: Final[dict[str, type[Any]]] = {
-    "cache": CacheRule, "limits": Limits, "timeouts": Timeouts}
-_ROUTE_KEYS: Final = {"pattern", "origin"}
+    "cache": CacheRule, "limits": Limits, "timeouts": Timeouts, "health": Health,
+    "admission": AdmissionLimits}
+_ROUTE_KEYS: Final = {"pattern", "origin", "origins"}
+MAX_WEIGHT: Final = 1000
 
 
 def parse_hostport(text: str, key: str) -> tuple[str, int]:
@@ -180,9 +222,37 @@ def parse_origin(url: str, key: str) -> Origin:
     return Origin(parts.scheme, host, port, f"{parts.scheme}://{shown}:{port}")
 
 
-def parse_route(pattern: str, origin: str, key: str) -> Route:
+def parse_origins(entries: Any, key: str) -> tuple[tuple[Origin, ...], tuple[int, ...]]:
+    """`origins = ["http://a:8501", {url = "http://b:8501", weight = 2}]` → origins, weights."""
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{key}: expected a non-empty list of origin URLs")
+    origins: list[Origin] = []
+    weights: list[int] = []
+    for i, entry in enumerate(entries):
+        where = f"{key}[{i}]"
+        weight: Any = 1
+        if isinstance(entry, Mapping):
+            _reject_unknown(entry, {"url", "weight"}, where)
+            url, weight = entry.get("url"), entry.get("weight", 1)
+        else:
+            url = entry
+        if not isinstance(url, str):
+            raise ConfigError(f"{where}: expected a URL string or {{url = ..., weight = N}}")
+        if isinstance(weight, bool) or not isinstance(weight, int) or \
+                not 1 <= weight <= MAX_WEIGHT:
+            raise ConfigError(f"{where}.weight: expected an integer from 1 to {MAX_WEIGHT}")
+        origin = parse_origin(url, where)
+        if origin in origins:
+            raise ConfigError(f"{where}: {origin.url} is listed twice")
+        origins.append(origin)
+        weights.append(weight)
+    return tuple(origins), tuple(weights)
+
+
+def parse_route(pattern: str, origin: str | list[Any], key: str) -> Route:
     """`host/path*`: host "" or "*" = any, "*.example.com" = subdomains; a trailing
-    `*` on the path makes it a prefix; no path means "/*"."""
+    `*` on the path makes it a prefix; no path means "/*". `origin` is one URL, or the
+    `origins` list of a route with several."""
     if not pattern or any(c.isspace() for c in pattern):
         raise ConfigError(f"{key}.pattern: {pattern!r} must be non-empty, without spaces")
     host, slash, path = pattern.partition("/")
@@ -196,7 +266,11 @@ def parse_route(pattern: str, origin: str, key: str) -> Route:
     path = path.rstrip("*") if prefix else path
     if "*" in path:
         raise ConfigError(f"{key}.pattern: '*' is allowed only at the end of the path")
-    return Route(pattern, host, path, prefix, parse_origin(origin, f"{key}.origin"))
+    if isinstance(origin, str):
+        only = parse_origin(origin, f"{key}.origin")
+        return Route(pattern, host, path, prefix, only)
+    origins, weights = parse_origins(origin, f"{key}.origins")
+    return Route(pattern, host, path, prefix, origins[0], origins, weights)
 
 
 def _check_header_name(value: str, key: str) -> None:
@@ -349,10 +423,16 @@ def load_config(path: str | os.PathLike[str] | None = None,
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{key}: must be a table with pattern and origin")
         _reject_unknown(entry, _ROUTE_KEYS, "routes")
-        for need in ("pattern", "origin"):
-            if not isinstance(entry.get(need), str):
-                raise ConfigError(f"{key}.{need}: missing or not a string")
-        routes.append(parse_route(entry["pattern"], entry["origin"], key))
+        if "origin" not in entry and "origins" not in entry:
+            raise ConfigError(f"{key}.origin: missing (origin = URL, or origins = [URL, ...])")
+        if "origin" in entry and "origins" in entry:
+            raise ConfigError(f"{key}: give either origin (one URL) or origins (a list)")
+        if not isinstance(entry.get("pattern"), str):
+            raise ConfigError(f"{key}.pattern: missing or not a string")
+        if "origin" in entry and not isinstance(entry["origin"], str):
+            raise ConfigError(f"{key}.origin: missing or not a string")
+        routes.append(parse_route(entry["pattern"], entry.get("origin", entry.get("origins")),
+                                  key))
 
     sections = {}
     for name, cls in _SECTIONS.items():
@@ -425,6 +505,26 @@ def validate(c: EdgeConfig) -> None:
             raise ConfigError(f"timeouts.{name}: must be greater than 0")
     if 0 < t.websocket_ping_interval < 1:
         raise ConfigError("timeouts.websocket_ping_interval: use 0 (off) or at least 1 second")
+    _validate_balance(c)
+
+
+def _validate_balance(c: EdgeConfig) -> None:
+    """The settings of routes with several origins: health checks, draining, cookie."""
+    h = c.health
+    if not h.path.startswith("/") or not _VALUE_RE.match(h.path):
+        raise ConfigError(f"health.path: {h.path!r} must be a path starting with /")
+    if h.interval < 0.1:
+        raise ConfigError("health.interval: must be at least 0.1 seconds")
+    if not 0 < h.timeout <= h.interval:
+        raise ConfigError("health.timeout: must be greater than 0 and at most health.interval")
+    for name in ("unhealthy_threshold", "healthy_threshold"):
+        if getattr(h, name) < 1:
+            raise ConfigError(f"health.{name}: must be at least 1")
+    _check_header_name(c.affinity_cookie, "affinity_cookie")
+    known = {o.url for r in c.routes for o in r.origins}
+    for i, url in enumerate(c.draining_origins):
+        if parse_origin(url, f"draining_origins[{i}]").url not in known:
+            raise ConfigError(f"draining_origins[{i}]: {url!r} is not an origin of any route")
 
 
 def ip_literal(text: str) -> bool:
