@@ -498,6 +498,7 @@ def validate(c: EdgeConfig) -> None:
         raise ConfigError("limits.max_header_count: must be at least 8")
     if lim.write_buffer_bytes < 4096:
         raise ConfigError("limits.write_buffer_bytes: must be at least 4096")
+    _validate_admission(c.admission)
     t = c.timeouts
     for name in ("connect", "upstream_response", "client_idle", "request_header",
                  "client_body", "drain"):
@@ -525,6 +526,14 @@ def _validate_balance(c: EdgeConfig) -> None:
     for i, url in enumerate(c.draining_origins):
         if parse_origin(url, f"draining_origins[{i}]").url not in known:
             raise ConfigError(f"draining_origins[{i}]: {url!r} is not an origin of any route")
+
+
+def _validate_admission(a: AdmissionLimits) -> None:
+    if a.burst and not a.max_requests_per_second_per_client:
+        raise ConfigError("admission.burst: set admission.max_requests_per_second_per_client "
+                          "too (burst is the size of that token bucket)")
+    if a.max_tracked_clients < 1000:
+        raise ConfigError("admission.max_tracked_clients: must be at least 1000")
 
 
 def ip_literal(text: str) -> bool:

@@ -55,6 +55,10 @@ class EdgeMetrics:
             "wsgate_edge_websocket_handshake_seconds",
             "Time from the client's upgrade request to the relayed 101",
             buckets=LATENCY_BUCKETS, registry=r)
+        self.admission_refusals = Counter(
+            "wsgate_edge_admission_refusals",
+            "Requests, upgrades and connections refused by admission control, by the "
+            "[admission] limit that fired", ["limit"], registry=r)
 
         # labels() takes a lock and builds a key on every call; the edge calls these
         # per request, so the children are looked up once and kept.
@@ -85,6 +89,9 @@ class EdgeMetrics:
 
     def upstream_error(self, error_class: str) -> None:
         self.upstream_errors.labels(error_class).inc()
+
+    def admission_refused(self, limit: str) -> None:
+        self._child(self.admission_refusals, limit).inc()
 
     def websocket_opened(self, route: str, handshake_seconds: float) -> None:
         self._child(self.requests, route, "1xx").inc()
