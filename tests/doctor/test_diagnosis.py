@@ -10,14 +10,24 @@ from hypothesis import strategies as st
 
 from wsgate.doctor.diagnosis import (
     CAUSES,
-    CHECK_IDS,
-    Check,
-    Report,
-    Status,
     diagnose_checks,
     first_break,
     likely_idle_owner,
     suggested_ping_interval,
+)
+from wsgate.doctor.model import (
+    CHECK_ORDER,
+    FACTS_TYPE,
+    Check,
+    CheckId,
+    ForwardedFacts,
+    HttpFacts,
+    IdleFacts,
+    RefusalFacts,
+    Report,
+    SessionFacts,
+    Status,
+    UpgradeFacts,
 )
 
 ISSUE_IDS = {
@@ -28,8 +38,10 @@ ISSUE_IDS = {
 }
 
 
-def check(check_id: str, state: Status = "pass", detail: str = "", **facts: Any) -> Check:
-    return Check(check_id, state, detail or f"{check_id} {state}", 1.0, facts)
+def check(check_id: CheckId, state: Status = "pass", detail: str = "", **facts: Any) -> Check:
+    """A check with facts of its own type, built from keyword fields."""
+    typed = FACTS_TYPE[check_id](**facts) if facts else None
+    return Check(check_id, state, detail or f"{check_id} {state}", 1.0, typed)
 
 
 def ids(*checks: Check) -> list[str]:
@@ -163,27 +175,39 @@ def test_first_break_is_the_earliest_cause_on_the_path() -> None:
 
 
 # Facts shaped as the probes produce them, in any combination.
-FACTS = st.fixed_dictionaries({}, optional={
-    "status": st.one_of(st.none(), st.integers(100, 599)),
-    "close_code": st.one_of(st.none(), st.integers(1000, 4999)),
-    "dropped_after_s": st.floats(0, 1000),
-    "handshake_problems": st.lists(st.text(max_size=5), max_size=2).map(tuple),
-    "offered": st.lists(st.sampled_from(["streamlit", "chat"]), max_size=2).map(tuple),
-    "selected": st.one_of(st.none(), st.sampled_from(["streamlit", "chat"])),
-    "closed_early": st.booleans(),
-    "proto": st.one_of(st.none(), st.sampled_from(["http", "https"])),
-    "public_scheme": st.sampled_from(["http", "https"]),
-    "answered": st.booleans(),
-    "spoofed_headers": st.lists(st.sampled_from(["x-forwarded-for", "x-real-ip"]), max_size=2),
-})
+STATUS = st.integers(100, 599)
+CLOSE_CODE = st.one_of(st.none(), st.integers(1000, 4999))
+SUBPROTOCOLS = st.lists(st.sampled_from(["streamlit", "chat"]), max_size=2).map(tuple)
+SPOOFED = st.lists(st.sampled_from(["x-forwarded-for", "x-real-ip"]), max_size=2).map(tuple)
+FACTS: dict[type, st.SearchStrategy[Any]] = {
+    HttpFacts: st.builds(HttpFacts, status=STATUS),
+    UpgradeFacts: st.builds(
+        UpgradeFacts, status=STATUS, close_code=CLOSE_CODE, closed_early=st.booleans(),
+        handshake_problems=st.lists(st.text(max_size=5), max_size=2).map(tuple),
+        offered=SUBPROTOCOLS, selected=st.one_of(st.none(), st.sampled_from(["streamlit",
+                                                                             "chat"]))),
+    SessionFacts: st.builds(SessionFacts, status=st.one_of(st.none(), STATUS),
+                            close_code=CLOSE_CODE),
+    IdleFacts: st.builds(IdleFacts, dropped_after_s=st.one_of(st.none(), st.floats(0, 1000)),
+                         close_code=CLOSE_CODE),
+    ForwardedFacts: st.builds(
+        ForwardedFacts, public_scheme=st.sampled_from(["http", "https"]),
+        proto=st.one_of(st.none(), st.sampled_from(["http", "https"])), spoofed_headers=SPOOFED),
+    RefusalFacts: st.builds(RefusalFacts, status=STATUS, answered=st.booleans()),
+}
 
 
-@given(st.lists(st.tuples(st.sampled_from(CHECK_IDS),
-                          st.sampled_from(["pass", "fail", "warn", "skip"]), FACTS),
-                max_size=8))
-def test_any_findings_give_a_consistent_answer(
-        rows: list[tuple[str, Status, dict[str, Any]]]) -> None:
-    checks = [Check(i, s, "d", 0.0, facts) for i, s, facts in rows]
+@st.composite
+def any_check(draw: st.DrawFn) -> Check:
+    check_id = draw(st.sampled_from(CHECK_ORDER))
+    status: Status = draw(st.sampled_from(["pass", "fail", "warn", "skip"]))
+    kind = FACTS_TYPE[check_id]
+    facts = draw(st.one_of(st.none(), FACTS.get(kind, st.builds(kind))))
+    return Check(check_id, status, "d", 0.0, facts)
+
+
+@given(st.lists(any_check(), max_size=8))
+def test_any_findings_give_a_consistent_answer(checks: list[Check]) -> None:
     diagnoses = diagnose_checks(checks)
     if any(c.status == "fail" for c in checks):
         assert any(d.severity == "error" for d in diagnoses)

@@ -11,18 +11,28 @@ import subprocess
 import pytest
 
 from tests.support import LOOPBACK, free_port, wsgate_command
-from wsgate.doctor.diagnosis import Check, Report, diagnose_checks
-from wsgate.doctor.probes import DoctorOptions, UsageError, diagnose, parse_target
+from wsgate.doctor.diagnosis import diagnose_checks
+from wsgate.doctor.doctor import DoctorOptions, diagnose
+from wsgate.doctor.model import (
+    Check,
+    ForwardedFacts,
+    HttpFacts,
+    RefusalFacts,
+    Report,
+    TcpFacts,
+    UpgradeFacts,
+)
 from wsgate.doctor.report import path_picture, render, to_json
+from wsgate.doctor.target import UsageError, parse_target
 
 CHECKS = (
     Check("dns", "pass", "literal", 0.1),
     Check("tcp", "pass", "connected", 1.0),
     Check("tls", "skip", "skipped: plain http URL"),
-    Check("http", "pass", "HTTP 200", 3.0, {"status": 200}),
-    Check("upgrade", "fail", "HTTP 200 instead of 101", 2.0, {"status": 200}),
+    Check("http", "pass", "HTTP 200", 3.0, HttpFacts(200)),
+    Check("upgrade", "fail", "HTTP 200 instead of 101", 2.0, UpgradeFacts(200)),
     Check("forwarded", "warn", "proto", 1.0,
-          {"public_scheme": "https", "proto": None, "spoofed_headers": []}),
+          ForwardedFacts(public_scheme="https", proto=None, spoofed_headers=())),
 )
 BROKEN = Report("http://x/", CHECKS, diagnose_checks(CHECKS))
 
@@ -56,10 +66,10 @@ def test_plain_rendering_has_symbols_picture_and_fixes_without_escapes() -> None
 
 def test_picture_marks_the_hop() -> None:
     for checks, mark in [
-        ((Check("tcp", "fail", "refused", 1.0, {"target": "x"}),), "client ──✗──▶ edge"),
-        ((Check("http", "fail", "502", 1.0, {"status": 502}),), "edge ──✗──▶ origin"),
+        ((Check("tcp", "fail", "refused", 1.0, TcpFacts("x")),), "client ──✗──▶ edge"),
+        ((Check("http", "fail", "502", 1.0, HttpFacts(502)),), "edge ──✗──▶ origin"),
         ((Check("origin-http-no-secret", "fail", "200", 1.0,
-                {"status": 200, "answered": True}),), "origin ✗"),
+                RefusalFacts(200, answered=True)),), "origin ✗"),
     ]:
         assert mark in path_picture(Report("u", checks, diagnose_checks(checks)))
     assert "no break found" in path_picture(Report("u", (), ()))

@@ -11,8 +11,9 @@ import sys
 
 import click
 
-from wsgate.doctor.probes import DoctorOptions, UsageError, diagnose
+from wsgate.doctor.doctor import DoctorOptions, diagnose
 from wsgate.doctor.report import render, to_json
+from wsgate.doctor.target import UsageError
 
 
 @click.command()

@@ -1,89 +1,39 @@
 """Findings → diagnoses: the doctor's knowledge, as one table, with no I/O.
 
-The probes (probes.py) record what they saw as `Check`s carrying structured
-`facts`; `diagnose_checks` walks the `CAUSES` table in order and turns every
-matching row into a `Diagnosis` with a stable id, the evidence and the fix.
-Adding a cause means adding one row here (and one test).
+The probes record what they saw as `Check`s carrying typed facts (model.py);
+`diagnose_checks` walks the `CAUSES` table in order and turns every matching
+row into a `Diagnosis` with a stable id, the evidence and the fix. Adding a
+cause means adding one row here (and one test).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Status = Literal["pass", "fail", "warn", "skip"]
-Severity = Literal["error", "warning"]
-# Where on the path client → edge → origin a cause sits (for the path picture).
-Where = Literal["client-edge", "edge", "edge-origin", "origin", "path"]
-
-# Check ids, in probe order. Stable: they are part of the --json interface.
-CHECK_IDS: tuple[str, ...] = (
-    "dns", "tcp", "tls", "http", "health", "host-config", "upgrade", "upgrade-origin",
-    "session", "idle", "forwarded", "origin-http-no-secret", "origin-upgrade-no-secret",
-    "origin-with-secret",
+from wsgate.doctor.model import (
+    Check,
+    CheckId,
+    Diagnosis,
+    DnsFacts,
+    ErrorFacts,
+    Findings,
+    ForwardedFacts,
+    HttpFacts,
+    IdleFacts,
+    RefusalFacts,
+    Report,
+    SessionFacts,
+    Severity,
+    TcpFacts,
+    UpgradeFacts,
+    Where,
 )
 
 EDGE_UNREACHABLE_STATUSES = frozenset({502, 503, 521, 522, 523, 530})
 EDGE_TIMEOUT_STATUSES = frozenset({504, 524})
 REFUSED_STATUSES = frozenset({401, 403})
-
-
-@dataclass(frozen=True)
-class Check:
-    """One probe step: what the user sees, plus facts for the diagnosis table."""
-
-    id: str
-    status: Status
-    detail: str
-    duration_ms: float = 0.0
-    facts: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    id: str
-    severity: Severity
-    summary: str
-    evidence: str
-    fix: str
-    where: Where
-
-
-@dataclass(frozen=True)
-class Report:
-    url: str
-    checks: tuple[Check, ...]
-    diagnoses: tuple[Diagnosis, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not any(d.severity == "error" for d in self.diagnoses)
-
-    def check(self, check_id: str) -> Check | None:
-        return next((c for c in self.checks if c.id == check_id), None)
-
-
-class Findings:
-    """Read-only view of the checks by id, with forgiving accessors for rules."""
-
-    def __init__(self, checks: Sequence[Check]) -> None:
-        self._by_id = {c.id: c for c in checks}
-
-    def status(self, check_id: str) -> Status | None:
-        check = self._by_id.get(check_id)
-        return None if check is None else check.status
-
-    def fact(self, check_id: str, name: str, default: Any = None) -> Any:
-        check = self._by_id.get(check_id)
-        return default if check is None else check.facts.get(name, default)
-
-    def detail(self, check_id: str) -> str:
-        check = self._by_id.get(check_id)
-        return "" if check is None else check.detail
-
-    def failed(self, check_id: str) -> bool:
-        return self.status(check_id) == "fail"
 
 
 @dataclass(frozen=True)
@@ -106,10 +56,10 @@ class Cause:
     guide_row: str = ""
 
 
-def _status_evidence(f: Findings, check_ids: Sequence[str],
+def _status_evidence(f: Findings, check_ids: Sequence[CheckId],
                      statuses: frozenset[int]) -> Match | None:
     for check_id in check_ids:
-        status = f.fact(check_id, "status")
+        status = f.http_status(check_id)
         if status in statuses:
             return Match(f"{check_id}: HTTP {status} ({f.detail(check_id)})", {"status": status})
     return None
@@ -117,13 +67,15 @@ def _status_evidence(f: Findings, check_ids: Sequence[str],
 
 def _dns(f: Findings) -> Match | None:
     if f.failed("dns"):
-        return Match(f"dns: {f.detail('dns')}", {"host": f.fact("dns", "host", "?")})
+        host = facts.host if (facts := f.get("dns", DnsFacts)) else "?"
+        return Match(f"dns: {f.detail('dns')}", {"host": host})
     return None
 
 
 def _tcp(f: Findings) -> Match | None:
     if f.failed("tcp"):
-        return Match(f"tcp: {f.detail('tcp')}", {"target": f.fact("tcp", "target", "?")})
+        target = facts.target if (facts := f.get("tcp", TcpFacts)) else "?"
+        return Match(f"tcp: {f.detail('tcp')}", {"target": target})
     return None
 
 
@@ -137,9 +89,9 @@ def _edge_origin_unreachable(f: Findings) -> Match | None:
     match = _status_evidence(f, ("http", "health", "upgrade"), EDGE_UNREACHABLE_STATUSES)
     if match is None:
         return None
-    origin_error = f.fact("origin-http-no-secret", "error")
-    if origin_error:
-        return Match(f"{match.evidence}; origin directly: {origin_error}", match.values)
+    origin = f.get("origin-http-no-secret", ErrorFacts)
+    if origin is not None:
+        return Match(f"{match.evidence}; origin directly: {origin.error}", match.values)
     return match
 
 
@@ -160,39 +112,38 @@ def _secret_rejected(f: Findings) -> Match | None:
 
 
 def _origin_check_rejected(f: Findings) -> Match | None:
-    refused = f.fact("upgrade-origin", "status") in REFUSED_STATUSES
-    if f.fact("upgrade", "status") == 101 and refused:
-        origin = f.fact("upgrade-origin", "origin", "?")
+    plain, browser = f.get("upgrade", UpgradeFacts), f.get("upgrade-origin", UpgradeFacts)
+    if plain is None or browser is None:
+        return None
+    if plain.status == 101 and browser.status in REFUSED_STATUSES:
+        origin = browser.origin or "?"
         return Match(
-            f"upgrade: 101 without Origin; upgrade-origin: HTTP "
-            f"{f.fact('upgrade-origin', 'status')} with Origin: {origin}",
-            {"origin": origin})
+            f"upgrade: 101 without Origin; upgrade-origin: HTTP {browser.status} with "
+            f"Origin: {origin}", {"origin": origin})
     return None
 
 
 def _upgrade_not_forwarded(f: Findings) -> Match | None:
-    status = f.fact("upgrade", "status")
-    if status is None or status == 101:
+    upgrade = f.get("upgrade", UpgradeFacts)
+    if upgrade is None or upgrade.status == 101:
         return None
-    if status in EDGE_UNREACHABLE_STATUSES | EDGE_TIMEOUT_STATUSES | REFUSED_STATUSES:
+    if upgrade.status in EDGE_UNREACHABLE_STATUSES | EDGE_TIMEOUT_STATUSES | REFUSED_STATUSES:
         return None  # explained by the rows above
-    return Match(f"upgrade: {f.detail('upgrade')}", {"status": status})
+    return Match(f"upgrade: {f.detail('upgrade')}", {"status": upgrade.status})
 
 
 def _accept_invalid(f: Findings) -> Match | None:
-    if f.fact("upgrade", "status") != 101:
+    upgrade = f.get("upgrade", UpgradeFacts)
+    if upgrade is None or upgrade.status != 101 or not upgrade.handshake_problems:
         return None
-    problems = list(f.fact("upgrade", "handshake_problems", ()))
-    if not problems:
-        return None
-    return Match("upgrade: 101 but " + "; ".join(problems))
+    return Match("upgrade: 101 but " + "; ".join(upgrade.handshake_problems))
 
 
 def _subprotocol_dropped(f: Findings) -> Match | None:
-    if f.fact("upgrade", "status") != 101 or f.fact("upgrade", "handshake_problems"):
+    upgrade = f.get("upgrade", UpgradeFacts)
+    if upgrade is None or upgrade.status != 101 or upgrade.handshake_problems:
         return None
-    offered = tuple(f.fact("upgrade", "offered", ()))
-    selected = f.fact("upgrade", "selected")
+    offered, selected = upgrade.offered, upgrade.selected
     if offered and selected not in offered:
         got = "no Sec-WebSocket-Protocol" if selected is None else f"{selected!r}"
         return Match(f"upgrade: offered {', '.join(offered)}; the answer carried {got}",
@@ -200,23 +151,33 @@ def _subprotocol_dropped(f: Findings) -> Match | None:
     return None
 
 
+def _session_broke(f: Findings) -> SessionFacts | None:
+    """The session upgraded (101) and then failed."""
+    session = f.get("session", SessionFacts)
+    if f.failed("session") and session is not None and session.status == 101:
+        return session
+    return None
+
+
 def _closed_after_open(f: Findings) -> Match | None:
-    if f.fact("upgrade", "closed_early"):
+    upgrade = f.get("upgrade", UpgradeFacts)
+    if upgrade is not None and upgrade.closed_early:
         return Match(f"upgrade: {f.detail('upgrade')}")
-    if f.failed("session") and f.fact("session", "status") == 101 \
-            and f.fact("session", "close_code") is not None:
+    session = _session_broke(f)
+    if session is not None and session.close_code is not None:
         return Match(f"session: {f.detail('session')}")
     return None
 
 
 def _app_not_rendering(f: Findings) -> Match | None:
-    if f.failed("session") and f.fact("session", "status") == 101 \
-            and f.fact("session", "close_code") is None:
+    session = _session_broke(f)
+    if session is not None and session.close_code is None:
         return Match(f"session: {f.detail('session')}")
     return None
 
 
-# (seconds, tolerance, owner, how to raise it) — well-known idle limits on the path.
+# (seconds, tolerance, owner): well-known idle limits on the path, matched by the
+# measured drop time.
 KNOWN_IDLE_LIMITS: tuple[tuple[float, float, str], ...] = (
     (30.0, 3.0, "Google Cloud load balancer backend service timeout (30 s default)"),
     (50.0, 3.0, "HAProxy `timeout client`/`timeout server` (50 s in Debian's sample config)"),
@@ -247,42 +208,43 @@ def suggested_ping_interval(seconds: float) -> int:
 
 
 def _idle_timeout(f: Findings) -> Match | None:
-    if not f.failed("idle"):
+    idle = f.get("idle", IdleFacts)
+    if not f.failed("idle") or idle is None:
         return None
-    seconds = float(f.fact("idle", "dropped_after_s", 0.0))
-    code = f.fact("idle", "close_code")
-    server = str(f.fact("http", "proxies", {}).get("server", ""))
+    seconds = idle.dropped_after_s or 0.0
+    http = f.get("http", HttpFacts)
+    server = http.proxies.get("server", "") if http else ""
+    code = idle.close_code if idle.close_code is not None else 1006
     return Match(
         f"idle: {f.detail('idle')}",
         {"seconds": f"{seconds:.1f}", "owner": likely_idle_owner(seconds, server),
-         "ping": suggested_ping_interval(seconds), "code": code if code is not None else 1006})
+         "ping": suggested_ping_interval(seconds), "code": code})
 
 
 def _forwarded_proto_missing(f: Findings) -> Match | None:
-    if f.status("forwarded") not in ("pass", "warn", "fail"):
+    forwarded = f.get("forwarded", ForwardedFacts)
+    if forwarded is None or forwarded.proto == forwarded.public_scheme:
         return None
-    expected = f.fact("forwarded", "public_scheme")
-    proto = f.fact("forwarded", "proto")
-    if proto == expected:
-        return None
+    proto, expected = forwarded.proto, forwarded.public_scheme
     seen = "no X-Forwarded-Proto" if proto is None else f"X-Forwarded-Proto: {proto}"
     return Match(f"forwarded: the origin received {seen} for a {expected}:// URL",
                  {"scheme": expected})
 
 
 def _client_ip_spoofable(f: Findings) -> Match | None:
-    spoofed = f.fact("forwarded", "spoofed_headers", ())
-    if not spoofed:
+    forwarded = f.get("forwarded", ForwardedFacts)
+    if forwarded is None or not forwarded.spoofed_headers:
         return None
-    sent = f.fact("forwarded", "spoof_ip", "?")
-    return Match(f"forwarded: the doctor sent {sent} in {', '.join(spoofed)} and the origin "
-                 f"received it", {"ip": sent})
+    return Match(f"forwarded: the doctor sent {forwarded.spoof_ip} in "
+                 f"{', '.join(forwarded.spoofed_headers)} and the origin received it",
+                 {"ip": forwarded.spoof_ip})
 
 
 def _origin_bypass(f: Findings) -> Match | None:
     seen = []
     for check_id in ("origin-http-no-secret", "origin-upgrade-no-secret"):
-        if f.failed(check_id) and f.fact(check_id, "answered"):
+        refusal = f.get(check_id, RefusalFacts)
+        if f.failed(check_id) and refusal is not None and refusal.answered:
             seen.append(f"{check_id}: {f.detail(check_id)}")
     return Match("; ".join(seen)) if seen else None
 

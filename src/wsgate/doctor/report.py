@@ -8,7 +8,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.text import Text
 
-from wsgate.doctor.diagnosis import Diagnosis, Report, first_break
+from wsgate.doctor.diagnosis import first_break
+from wsgate.doctor.model import Diagnosis, Report
 
 SYMBOLS = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "-"}
 STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}

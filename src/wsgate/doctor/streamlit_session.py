@@ -141,10 +141,14 @@ def _record(progress: _Progress, data: bytes) -> None:
 
 async def _converse(ws_url: str, progress: _Progress, headers: Mapping[str, str] | None,
                     origin: str | None, ssl_context: ssl.SSLContext | None,
-                    query_string: str, page_name: str, page_url: str | None) -> None:
+                    query_string: str, page_name: str, page_url: str | None,
+                    connect_to: tuple[str, int] | None) -> None:
     kwargs: dict[str, Any] = {}
     if ssl_context is not None:
         kwargs["ssl"] = ssl_context
+    if connect_to is not None:
+        # Dial there; Host and SNI still come from `ws_url` (websockets derives them).
+        kwargs["host"], kwargs["port"] = connect_to
     async with connect(
         ws_url,
         subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(PLACEHOLDER_TOKEN)],
@@ -179,11 +183,13 @@ async def _converse(ws_url: str, progress: _Progress, headers: Mapping[str, str]
 async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
                       origin: str | None = None, timeout: float = 15.0,  # noqa: ASYNC109
                       ssl_context: ssl.SSLContext | None = None, query_string: str = "",
-                      page_name: str = "", page_url: str | None = None) -> SessionResult:
+                      page_name: str = "", page_url: str | None = None,
+                      connect_to: tuple[str, int] | None = None) -> SessionResult:
     """Open a Streamlit session at `ws_url` (…/_stcore/stream) and run the script once.
 
     `headers` are sent on the upgrade (e.g. the secret when testing an origin
-    directly); `origin` sets the Origin header as a browser would. Never raises for
+    directly); `origin` sets the Origin header as a browser would; `connect_to`
+    (address, port) dials there instead of the URL's host. Never raises for
     connection or protocol problems: they are reported in `error`.
     """
     progress = _Progress()
@@ -192,33 +198,40 @@ async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
     try:
         await asyncio.wait_for(
             _converse(ws_url, progress, headers, origin, ssl_context, query_string,
-                      page_name, page_url),
+                      page_name, page_url, connect_to),
             timeout)
-    except InvalidStatus as exc:
+    except (TimeoutError, WebSocketException, DecodeError, OSError, ValueError) as exc:
+        error = _failure(exc, progress, timeout)
+    if error is None and not progress.finished:
+        error = f"connection closed before script_finished (close code {progress.close_code})"
+    if error is None and progress.finish_status == "FINISHED_WITH_COMPILE_ERROR":
+        error = "script has a compile error"
+    return _result(progress, error, time.monotonic() - started)
+
+
+def _failure(exc: Exception, progress: _Progress, timeout: float) -> str:
+    """One line for why the session ended early; records what the refusal showed."""
+    if isinstance(exc, InvalidStatus):
         progress.status = exc.response.status_code
         progress.response_headers = tuple(
             (k.lower(), v) for k, v in exc.response.headers.raw_items())
         progress.refusal_body = exc.response.body.decode("utf-8", "replace")[:_BODY_LIMIT] \
             if exc.response.body else ""
-        error = f"upgrade refused with HTTP {exc.response.status_code}"
-    except TimeoutError:
-        error = f"no script_finished within {timeout:g}s" if progress.status else \
+        return f"upgrade refused with HTTP {exc.response.status_code}"
+    if isinstance(exc, TimeoutError):
+        return f"no script_finished within {timeout:g}s" if progress.status else \
             f"no upgrade answer within {timeout:g}s"
-    except ConnectionClosed as exc:
+    if isinstance(exc, ConnectionClosed):
         progress.close_code = exc.rcvd.code if exc.rcvd is not None else None
-        error = f"connection closed before script_finished (close code {progress.close_code})"
-    except InvalidHandshake as exc:
-        error = f"invalid WebSocket handshake: {exc}"
-    except WebSocketException as exc:  # e.g. InvalidURI
-        error = f"{type(exc).__name__}: {exc}"
-    except DecodeError as exc:
-        error = f"not a Streamlit ForwardMsg (is this a Streamlit stream?): {exc}"
-    except (OSError, ValueError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    if error is None and not progress.finished:
-        error = f"connection closed before script_finished (close code {progress.close_code})"
-    if error is None and progress.finish_status == "FINISHED_WITH_COMPILE_ERROR":
-        error = "script has a compile error"
+        return f"connection closed before script_finished (close code {progress.close_code})"
+    if isinstance(exc, InvalidHandshake):
+        return f"invalid WebSocket handshake: {exc}"
+    if isinstance(exc, DecodeError):
+        return f"not a Streamlit ForwardMsg (is this a Streamlit stream?): {exc}"
+    return f"{type(exc).__name__}: {exc}"  # e.g. InvalidURI, OSError
+
+
+def _result(progress: _Progress, error: str | None, elapsed_s: float) -> SessionResult:
     return SessionResult(
         ok=error is None,
         status=progress.status,
@@ -227,7 +240,7 @@ async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
         messages=progress.messages,
         close_code=progress.close_code,
         error=error,
-        elapsed_s=time.monotonic() - started,
+        elapsed_s=elapsed_s,
         finish_status=progress.finish_status,
         session_id=progress.session_id,
         texts=tuple(progress.texts),

@@ -1,0 +1,74 @@
+"""The URLs the doctor is given: parsed once, with the names to send (no I/O)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class UsageError(ValueError):
+    """Bad input from the user: one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed URL: where to connect and what to say in Host/Origin/SNI."""
+
+    scheme: str  # "http" | "https"
+    host: str  # without IPv6 brackets
+    port: int
+    base_path: str  # no trailing slash; "" at the root
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.authority}"
+
+    @property
+    def url(self) -> str:
+        return self.origin + self.base_path + "/"
+
+    def path(self, path: str) -> str:
+        return self.base_path + (path if path.startswith("/") else "/" + path)
+
+    def ws_url(self, path: str) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self.authority}{self.path(path)}"
+
+
+def parse_target(url: str, what: str = "URL") -> Target:
+    shape = f"{what} must look like https://host[:port][/path], got {url!r}"
+    try:
+        parts = urlsplit(url.strip())
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise UsageError(shape) from exc
+    scheme = {"http": "http", "ws": "http", "https": "https", "wss": "https"}.get(
+        parts.scheme.lower())
+    if scheme is None or not hostname:
+        raise UsageError(shape)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"{what} has an invalid port: {url!r}") from exc
+    if port == 0:
+        raise UsageError(f"{what} has an invalid port: {url!r}")
+    default = 443 if scheme == "https" else 80
+    return Target(scheme, hostname, port or default, parts.path.rstrip("/"))
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
