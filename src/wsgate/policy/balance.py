@@ -20,7 +20,6 @@ import base64
 import enum
 import hashlib
 import hmac
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -33,10 +32,9 @@ _TAG_BYTES: Final = 16  # 128 bits: forging by guessing is out of reach
 
 def derive_key(secret: str) -> bytes:
     """The cookie key: a key of its own, so a cookie tag never reveals anything usable
-    against the secret header. Without a secret, a random key for this process (its
-    cookies then mean nothing to another edge)."""
-    if not secret:
-        return secrets.token_bytes(32)
+    against the secret header. Every edge process with the same secret derives the
+    same key. (Without a secret, as with `insecure_no_secret`, the key is public and
+    a client could choose its origin.)"""
     return hmac.new(secret.encode(), AFFINITY_INFO, hashlib.sha256).digest()
 
 
