@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 ENV_PREFIX: Final = "WSGATE_EDGE_"
+MAX_WORKERS: Final = 256
 DEFAULT_SECRET_ENV: Final = "WSGATE_SECRET"  # noqa: S105 - a variable name
 DEFAULT_CACHE_EXTENSIONS: Final = (
     ".js", ".css", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".woff", ".woff2", ".ico",
@@ -120,6 +121,9 @@ class Timeouts:
     upstream_idle: float = 4.0
     websocket_ping_interval: float = 0.0
     drain: float = 10.0
+    # On a reload (SIGHUP), how long the old generation keeps its WebSockets open
+    # before closing them with 1001 (0 = no limit: until they close by themselves).
+    reload_websockets: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,7 @@ class EdgeConfig:
     listen: str = "127.0.0.1:8080"
     admin_listen: str = ""
     public_host: str = ""
-    forwarded_proto: str = "https"
+    forwarded_proto: str = "auto"  # the client's scheme; see policy.headers.forwarded_proto
     client_ip_header: str = ""
     secret_header: str = "X-CF-Secret"  # noqa: S105 - a header name
     secret_env: str = DEFAULT_SECRET_ENV
@@ -160,6 +164,9 @@ class EdgeConfig:
     # Origins (URLs as in routes) that take no new sessions; their sessions run on.
     draining_origins: tuple[str, ...] = ()
     affinity_cookie: str = "wsgate_affinity"
+    # Worker processes sharing the listening socket ("auto" in TOML/env: one per core);
+    # 1 = the single-process edge, no supervisor.
+    workers: int = 1
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -442,6 +449,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
         _reject_unknown(sub, {f.name for f in dataclasses.fields(cls)}, name)
         sections[name] = _build(cls, sub, f"{name}.")
     hints = typing.get_type_hints(EdgeConfig)
+    if isinstance(raw.get("workers"), str) and raw["workers"].strip().lower() == "auto":
+        raw["workers"] = os.cpu_count() or 1
     values = {name: _coerce(value, tuple if name == "strip_response_headers" else hints[name],
                             name) for name, value in raw.items()}
     secret = read_secret(values.get("secret_env", DEFAULT_SECRET_ENV),
@@ -457,8 +466,9 @@ def validate(c: EdgeConfig) -> None:
     c.admin_addr  # noqa: B018
     if c.public_host and not _PUBLIC_HOST_RE.fullmatch(c.public_host):
         raise ConfigError(f"public_host: {c.public_host!r} is not host[:port]")
-    if c.forwarded_proto not in ("http", "https"):
-        raise ConfigError(f"forwarded_proto: must be http or https, got {c.forwarded_proto!r}")
+    if c.forwarded_proto not in ("auto", "http", "https"):
+        raise ConfigError(
+            f"forwarded_proto: must be auto, http or https, got {c.forwarded_proto!r}")
     _check_header_name(c.secret_header, "secret_header")
     if c.client_ip_header:
         _check_header_name(c.client_ip_header, "client_ip_header")
@@ -506,6 +516,8 @@ def validate(c: EdgeConfig) -> None:
             raise ConfigError(f"timeouts.{name}: must be greater than 0")
     if 0 < t.websocket_ping_interval < 1:
         raise ConfigError("timeouts.websocket_ping_interval: use 0 (off) or at least 1 second")
+    if not 1 <= c.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers: must be \"auto\" or 1-{MAX_WORKERS}, got {c.workers}")
     _validate_balance(c)
 
 

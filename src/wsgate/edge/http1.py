@@ -25,8 +25,9 @@ Content-Length, or conflicting Content-Lengths → the edge answers 502.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 Headers = list[tuple[bytes, bytes]]
 Framing = Literal["none", "length", "chunked", "close"]
@@ -46,9 +47,6 @@ class BadMessage(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-BadResponse = BadMessage
 
 _REQUEST_LINE: Final = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
@@ -76,6 +74,9 @@ def parse_request_head(head: bytes) -> RequestHead:
     if request_line is None:
         raise BadMessage("malformed request line")
     method, target, version = request_line.groups()
+    if not version.startswith(b"1."):
+        # Checked before Host: HTTP/2.0 needs none, and the answer is 505 either way.
+        raise BadMessage("only HTTP/1.x is served here", 505)
     headers: Headers = []
     lengths: list[bytes] = []
     te: list[bytes] = []
@@ -165,11 +166,60 @@ def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
     return ResponseHead(version, status, reason or b"", headers, framing, length, keep_alive)
 
 
+class BodyDecoder(Protocol):
+    """One message body's framing, decoded incrementally. `feed` appends payload pieces
+    to `out` and returns the bytes that follow the body (non-empty only once `done`);
+    `ends_at_eof` says whether the peer closing the connection ends the body."""
+
+    done: bool
+    ends_at_eof: bool
+
+    def feed(self, data: bytes, out: list[bytes]) -> bytes: ...
+
+
+class LengthDecoder:
+    """A Content-Length body (and, with 0, a message without one)."""
+
+    __slots__ = ("done", "remaining")
+    ends_at_eof = False
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+        self.done = length == 0
+
+    def feed(self, data: bytes, out: list[bytes]) -> bytes:
+        remaining = self.remaining
+        if len(data) < remaining:
+            self.remaining = remaining - len(data)
+            out.append(data)
+            return b""
+        self.remaining = 0
+        self.done = True
+        if len(data) == remaining:
+            out.append(data)
+            return b""
+        out.append(data[:remaining])
+        return data[remaining:]
+
+
+class UntilClose:
+    """A response without a length: the body is whatever comes until the origin closes."""
+
+    __slots__ = ()
+    done = False
+    ends_at_eof = True
+
+    def feed(self, data: bytes, out: list[bytes]) -> bytes:
+        out.append(data)
+        return b""
+
+
 class ChunkedDecoder:
     """Incremental decoder of a chunked body. Trailers are read and dropped (the edge
     forwards no trailer fields; RFC 9110 §6.5.1 lets a proxy discard them)."""
 
     __slots__ = ("done", "partial", "remaining", "state", "trailer_bytes")
+    ends_at_eof = False
 
     def __init__(self) -> None:
         self.state = 0  # 0 size line, 1 data, 2 CRLF after data, 3 trailer lines
@@ -219,6 +269,28 @@ class ChunkedDecoder:
                 if self.trailer_bytes > MAX_TRAILERS or _HEADER_LINE.fullmatch(line) is None:
                     raise BadMessage("invalid trailer")
         return b""
+
+
+def _no_body(length: int) -> BodyDecoder:
+    return LengthDecoder(0)
+
+
+def _chunked(length: int) -> BodyDecoder:
+    return ChunkedDecoder()
+
+
+def _until_close(length: int) -> BodyDecoder:
+    return UntilClose()
+
+
+_DECODERS: Final[dict[str, Callable[[int], BodyDecoder]]] = {
+    "none": _no_body, "length": LengthDecoder, "chunked": _chunked, "close": _until_close,
+}
+
+
+def decoder_for(framing: Framing, length: int = 0) -> BodyDecoder:
+    """The decoder of a body framed as `framing` (RFC 9112 §6.3), from one table."""
+    return _DECODERS[framing](length)
 
 
 def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:

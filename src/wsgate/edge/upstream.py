@@ -10,44 +10,12 @@ one sweep timer per pool closes them at most half that again later.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from dataclasses import dataclass
 
 from wsgate.config import Origin
+from wsgate.edge.exchange import classify_connect_error
 from wsgate.edge.stream import StreamProtocol
-
-# Response heads bigger than this are an origin fault (the edge answers 502).
-MAX_RESPONSE_HEAD = 65536
-
-
-class UpstreamError(Exception):
-    """A failure talking to the origin, with the status to answer and a stable class."""
-
-    def __init__(self, status: int, error_class: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_class = error_class
-        self.message = message
-
-
-def classify_connect_error(exc: BaseException) -> UpstreamError:
-    if isinstance(exc, TimeoutError):
-        return UpstreamError(504, "connect-timeout", "timed out connecting to the origin")
-    if isinstance(exc, ConnectionRefusedError):
-        return UpstreamError(502, "connect-refused", "connection refused by the origin")
-    if isinstance(exc, socket.gaierror):
-        return UpstreamError(502, "dns-error", "origin host name not found")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return UpstreamError(502, "tls-verify", f"origin TLS certificate rejected: "
-                             f"{exc.verify_message}")
-    if isinstance(exc, ssl.SSLError):
-        return UpstreamError(502, "tls-error", f"TLS handshake with the origin failed: "
-                             f"{exc.reason}")
-    if isinstance(exc, OSError):
-        return UpstreamError(502, "connect-error",
-                             f"cannot connect to the origin: {exc.strerror or exc}")
-    return UpstreamError(502, "connect-error", f"cannot connect to the origin: {exc}")
 
 
 @dataclass(slots=True, eq=False)

@@ -45,7 +45,8 @@ class RequestPolicy:
 
     secret_header: bytes  # lowercase
     secret: bytes  # b"" = do not add one
-    forwarded_proto: bytes
+    forwarded_proto: bytes  # b"" = auto (see `forwarded_proto`)
+    served_scheme: bytes  # what the edge itself serves: b"http" or b"https"
     public_host: bytes  # b"" = the client's Host
     trusted_ip_header: bytes  # lowercase, b"" = trust only the TCP peer
     drop: frozenset[bytes]  # exact names removed from every client request
@@ -56,7 +57,9 @@ class RequestPolicy:
         trusted = config.client_ip_header.lower().encode()
         # The trusted client-IP header passes through; the edge-owned ones never do.
         drop = (HOP_BY_HOP | KNOWN_CLIENT_IP_HEADERS | {secret_header}) - {trusted} | _EDGE_OWNED
-        return cls(secret_header, config.secret.encode(), config.forwarded_proto.encode(),
+        fixed = b"" if config.forwarded_proto == "auto" else config.forwarded_proto.encode()
+        return cls(secret_header, config.secret.encode(), fixed,
+                   b"https" if config.tls_cert else b"http",
                    config.public_host.encode(), trusted, frozenset(drop))
 
 
@@ -126,9 +129,23 @@ def client_ip(headers: Sequence[tuple[bytes, bytes]], trusted_header: bytes, pee
     return peer_ip
 
 
+def forwarded_proto(policy: RequestPolicy, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """The scheme the client really used. Configured: that value. Auto: behind a trusted
+    proxy (`client_ip_header` set, e.g. a TLS-terminating CDN) its single valid
+    X-Forwarded-Proto; otherwise the scheme the edge itself serves. So a local plain
+    http edge says http, and an edge behind Cloudflare says what the browser used."""
+    if policy.forwarded_proto:
+        return policy.forwarded_proto
+    if policy.trusted_ip_header:
+        found = [v for n, v in headers if n == b"x-forwarded-proto"]
+        if len(found) == 1 and found[0].lower() in (b"http", b"https"):
+            return found[0].lower()
+    return policy.served_scheme
+
+
 def upstream_headers(policy: RequestPolicy, headers: Sequence[tuple[bytes, bytes]], *,
                      origin_host: bytes, client_host: bytes, client_addr: str,
-                     req_id: bytes, websocket: bool) -> Headers:
+                     req_id: bytes, websocket: bool, proto: bytes) -> Headers:
     """The header list sent to the origin (framing headers are added by the caller)."""
     named = connection_tokens(headers)
     drop = policy.drop
@@ -145,7 +162,7 @@ def upstream_headers(policy: RequestPolicy, headers: Sequence[tuple[bytes, bytes
     forwarded_host = policy.public_host or client_host
     if forwarded_host:
         out.append((b"x-forwarded-host", forwarded_host))
-    out.append((b"x-forwarded-proto", policy.forwarded_proto))
+    out.append((b"x-forwarded-proto", proto))
     ip = client_addr.encode()
     out.append((b"x-forwarded-for", ip))
     out.append((b"x-real-ip", ip))
