@@ -263,12 +263,14 @@ CAUSES: tuple[Cause, ...] = (
     Cause("tls-invalid", "error", "client-edge",
           "The TLS certificate is not valid for this client.",
           "Serve a certificate for this host name from a trusted CA (renew it if expired); "
-          "for a private CA pass --ca-file to the doctor and install the CA on clients.",
+          "for a private CA install it on clients and give it to the doctor "
+          "(`wsgate doctor URL --ca-file CA.pem`).",
           _tls),
     Cause("edge-origin-unreachable", "error", "edge-origin",
           "The edge answered {status}: it could not reach the origin.",
-          "Start the origin or fix the edge's origin address/port; read the edge's error "
-          "log (`wsgate logs --source edge --errors`, or `wrangler tail`) for the reason.",
+          "Start the origin or fix the edge's origin address/port; the edge's error log "
+          "says why (`wsgate logs edge.log --status 5xx`, edge.log being the edge's "
+          "`--log-file`; for a Cloudflare Worker: `wrangler tail`).",
           _edge_origin_unreachable, "502 Bad Gateway"),
     Cause("edge-timeout", "error", "edge-origin",
           "The edge answered {status}: the origin accepted but did not answer in time.",
@@ -278,15 +280,16 @@ CAUSES: tuple[Cause, ...] = (
     Cause("secret-rejected", "error", "edge-origin",
           "The origin refused the edge's request ({status}): the shared secret is missing "
           "or differs.",
-          "Give the edge and the origin the same secret (edge: --secret-env/secret_file; "
-          "origin: `wsgate run --secret-env`), in the same header (X-CF-Secret), then restart "
+          "Give the edge and the origin the same secret (edge: `wsgate edge --secret-env "
+          "NAME` or `--secret-file FILE`; origin: `wsgate run app.py --secret-env NAME`), in "
+          "the same header (X-CF-Secret unless both set `--secret-header`), then restart "
           "both.",
           _secret_rejected, "Received HTTP 403"),
     Cause("origin-check-rejected", "error", "origin",
           "The app refused a browser's Origin ({origin}): the Host it sees differs.",
           "Forward the public Host unchanged (nginx: `proxy_set_header Host $host;`), or "
-          "allow the public URL at the origin (`wsgate run --public-url URL`, or Streamlit's "
-          "`server.corsAllowedOrigins`).",
+          "allow the public URL at the origin (`wsgate run app.py --public-url URL`, or "
+          "Streamlit's `server.corsAllowedOrigins`).",
           _origin_check_rejected, "Received HTTP 403"),
     Cause("upgrade-not-forwarded", "error", "edge",
           "The WebSocket upgrade came back as a plain HTTP {status}: a proxy dropped "
@@ -308,9 +311,9 @@ CAUSES: tuple[Cause, ...] = (
           _subprotocol_dropped, "WebSocket onerror / closes right after opening"),
     Cause("closed-after-open", "error", "path",
           "The WebSocket opened and was closed right away.",
-          "Read the origin's log at that time (`wsgate logs --request-id ...`): the app or a "
-          "proxy closed it; check for crashes, auth on the stream path, or limits on "
-          "connections.",
+          "Read the edge's and the origin's logs at that time (`wsgate logs edge.log "
+          "origin.log --websocket --join`): the app or a proxy closed it; check for "
+          "crashes, auth on the stream path, or limits on connections.",
           _closed_after_open, "WebSocket onerror / closes right after opening"),
     Cause("app-not-rendering", "error", "origin",
           "The WebSocket works but the app never finished its script (the page stays "
@@ -336,7 +339,8 @@ CAUSES: tuple[Cause, ...] = (
           "A client can forge its IP address: the edge passes a client's X-Forwarded-For.",
           "Overwrite, do not append to, forwarding headers at the first trusted hop (nginx: "
           "`proxy_set_header X-Forwarded-For $remote_addr;`, or real_ip from the CDN's "
-          "header; wsgate edge does this by default, with --client-ip-header for a CDN).",
+          "header; `wsgate edge` does this by default, and with `--client-ip-header "
+          "CF-Connecting-IP` behind Cloudflare).",
           _client_ip_spoofable),
     Cause("origin-bypass", "error", "origin",
           "The origin answers without the secret: anyone can bypass the edge.",
