@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import wsgate_command
+from wsgate.logs.model import Event
 from wsgate.logs.query import Query
-from wsgate.logs.sources import Event, ReadStats, read_events
+from wsgate.logs.reader import ReadStats, read_events
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

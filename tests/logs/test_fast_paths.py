@@ -21,18 +21,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.logs.helpers import FIXTURES, json_lines, run_logs
+from wsgate.logs.formats import detect, normalise
+from wsgate.logs.model import QUICK_FIELDS, parse_iso, time_key
 from wsgate.logs.query import Query, build_query
+from wsgate.logs.reader import DocumentReader, ReadStats, read_events
 from wsgate.logs.render import json_line
-from wsgate.logs.sources import (
-    QUICK_FIELDS,
-    DocumentReader,
-    ReadStats,
-    detect,
-    normalise,
-    parse_iso,
-    read_events,
-    time_key,
-)
 
 # Queries whose shortcuts are exercised: each has a raw prefilter and/or a quick check.
 QUERIES: list[dict[str, Any]] = [

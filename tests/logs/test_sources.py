@@ -9,13 +9,9 @@ from hypothesis import strategies as st
 
 from tests.logs.helpers import FIXTURES, FOREIGN, events_of
 from wsgate.logs.events import HttpRequest, build_event, dumps
-from wsgate.logs.sources import (
-    EVENT_FIELDS,
-    DocumentReader,
-    ReadStats,
-    normalise,
-    read_events,
-)
+from wsgate.logs.formats import normalise
+from wsgate.logs.model import EVENT_FIELDS
+from wsgate.logs.reader import DocumentReader, ReadStats, read_events
 
 
 def test_gcloud_export_is_one_pretty_array_read_entry_by_entry() -> None:

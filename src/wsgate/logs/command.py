@@ -5,26 +5,138 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import IO, Any
 
 import click
 
-from wsgate.logs.follow import follow
-from wsgate.logs.join import join, summarise
+from wsgate.logs.follow import follow_rounds
+from wsgate.logs.join import Group, Summary, join, summarise
+from wsgate.logs.model import Event, EventPredicate
 from wsgate.logs.query import Query, QueryError, build_query
+from wsgate.logs.reader import DocumentReader, ReadStats, merge_by_time, read_events
 from wsgate.logs.render import json_line, pretty_group, pretty_line, summary_text
-from wsgate.logs.sources import (
-    DocumentReader,
-    Event,
-    EventPredicate,
-    ReadStats,
-    normalise,
-    read_events,
-)
 
 EXIT_INPUT = 1  # an input file could not be read
+EXIT_INTERRUPTED = 130
 READ_BUFFER = 1 << 20  # fewer read calls on big files
+
+
+@click.command("logs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--status", multiple=True, metavar="ok|error|canceled|Nxx|NNN",
+              help="Keep events with this outcome or HTTP status (repeatable: any of them).")
+@click.option("--since", metavar="DURATION|TIME",
+              help="Keep events at or after this time: a duration ago (30m, 1h, 2d) or an "
+                   "ISO time (2026-11-26T10:00:00Z).")
+@click.option("--until", metavar="DURATION|TIME",
+              help="Keep events at or before this time (same forms as --since).")
+@click.option("--websocket", is_flag=True, help="Keep WebSocket upgrades and sessions only.")
+@click.option("--method", multiple=True, metavar="METHOD", help="HTTP method (repeatable).")
+@click.option("--ip", multiple=True, metavar="ADDRESS|NETWORK",
+              help="Client address or network such as 10.0.0.0/8 (repeatable).")
+@click.option("--header", multiple=True, metavar="NAME[:VALUE]",
+              help="Request header present, or containing VALUE (repeatable: all of them).")
+@click.option("--search", metavar="TEXT",
+              help="Case-insensitive text in message, error, URL, request id, Worker logs.")
+@click.option("--request-id", multiple=True, metavar="ID", help="X-Request-Id (repeatable).")
+@click.option("--severity", metavar="LEVEL",
+              help="Minimum severity: DEBUG INFO NOTICE WARNING ERROR CRITICAL ...")
+@click.option("-f", "--follow", "follow_", is_flag=True,
+              help="Keep reading the PATHs as they grow (survives rotation and truncation).")
+@click.option("--format", "fmt", type=click.Choice(["pretty", "json"]), default=None,
+              show_default="pretty on a terminal, json in a pipe", help="Output format.")
+@click.option("--color/--no-color", "colour", default=None,
+              show_default="on a terminal, unless NO_COLOR is set or TERM=dumb",
+              help="Colour the pretty output.")
+@click.option("--join", "join_", is_flag=True,
+              help="Group edge and origin events sharing a request id into one entry.")
+@click.option("--summary", is_flag=True,
+              help="Print counts, close codes, latency percentiles and errors by reason.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              show_default="no limit", help="Stop after N entries.")
+def logs(paths: tuple[str, ...], follow_: bool, fmt: str | None, colour: bool | None,
+         join_: bool, summary: bool, limit: int | None, **filters: Any) -> None:
+    """Filter, join and summarise edge and origin logs.
+
+    Reads each PATH (stdin when there is none, or for "-"): wsgate's JSON lines, Google
+    Cloud Logging exports (`gcloud logging read --format json`) and `wrangler tail
+    --format json` output, mixed freely. Several PATHs make one timeline, merged by time.
+
+    \b
+    Examples:
+      wsgate logs edge.log origin.log --since 1h --status error
+      wsgate logs edge.log origin.log --status 403 --join
+      wsgate logs edge.log origin.log --summary
+      wsgate logs --follow edge.log origin.log --websocket
+      wrangler tail PROXY --format json | wsgate logs --status error
+
+    \b
+    Exit status:
+      0    done, also when nothing matched or the reader of a pipe went away
+      1    a PATH cannot be read
+      2    usage error (unknown option, or a value it cannot read)
+      130  interrupted (Ctrl-C)
+
+    \b
+    Environment:
+      NO_COLOR  set: no colour in pretty output, unless --color
+      TERM      "dumb": no colour in pretty output, unless --color
+    """
+    query = _query(filters)
+    inputs = _checked_paths(list(paths) or ["-"], follow=follow_, join=join_,
+                            summary=summary)
+    out = Output(fmt, colour)
+    stats = ReadStats()
+    try:
+        if follow_:
+            events = _followed_events(inputs, stats, query, out.flush)
+        else:
+            # --join over stdin reads it once: every event may belong to a matching group.
+            events = _read(inputs, stats, None if join_ and "-" in inputs else query)
+        if summary:
+            out.summary(summarise(events, query))
+        elif join_:
+            out.groups(_joined(events, query, inputs), limit)
+        else:
+            out.events(_matching(events, query), limit)
+        out.flush()
+    except BrokenPipeError:
+        out.reader_left()
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            out.flush()  # what was found so far
+        _report(stats)
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        click.echo(f"wsgate logs: {exc.filename or 'input'}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_INPUT)
+    _report(stats)
+
+
+def _query(filters: dict[str, Any]) -> Query:
+    try:
+        return build_query(**filters)
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _checked_paths(paths: list[str], *, follow: bool, join: bool, summary: bool) -> list[str]:
+    """The PATHs to read, after the checks that need no reading (exit 2 or 1)."""
+    if join and summary:
+        raise click.UsageError("--join and --summary are separate views: choose one")
+    if follow and (join or summary):
+        raise click.UsageError("--follow cannot be combined with --join or --summary")
+    if follow and "-" in paths:
+        raise click.UsageError("--follow needs PATH arguments (stdin is read to its end)")
+    if not follow:  # a followed PATH may appear later
+        for path in paths:
+            if path != "-" and not os.path.isfile(path):
+                problem = "not a file" if os.path.exists(path) else "no such file"
+                click.echo(f"wsgate logs: {path}: {problem}", err=True)
+                sys.exit(EXIT_INPUT)
+    return paths
 
 
 def _lines_of(path: str) -> Iterator[bytes]:
@@ -35,42 +147,44 @@ def _lines_of(path: str) -> Iterator[bytes]:
         yield from handle
 
 
-def _events(paths: list[str], query: Query | None, stats: ReadStats,
-            quick_check: EventPredicate | None = None) -> Iterator[Event]:
-    """Events of every path; with a query, lines that cannot match may be skipped early
-    (the caller still applies the query to every event it gets)."""
+def _read(paths: list[str], stats: ReadStats, query: Query | None,
+          quick_check: EventPredicate | None = None) -> Iterator[Event]:
+    """The events of every path as one timeline; with a query, lines that cannot match
+    may be skipped early (the caller still applies the query to every event)."""
     prefilter = query.prefilter() if query is not None else None
     if query is not None:
         quick_check = query.quick_check()
-    for path in paths:
-        yield from read_events(_lines_of(path), stats, prefilter, quick_check)
+    return merge_by_time([read_events(_lines_of(path), stats, prefilter, quick_check)
+                          for path in paths])
 
 
-def _stdout() -> IO[bytes]:
-    """stdout with a real buffer even under PYTHONUNBUFFERED=1: a system call per event
-    would cost more than reading the event."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # stdout replaced by something else
-        return sys.stdout.buffer
-    sys.stdout.flush()
-    return open(fd, "wb", buffering=1 << 16, closefd=False)
-
-
-def _followed_events(paths: list[str], stats: ReadStats,
+def _followed_events(paths: list[str], stats: ReadStats, query: Query,
                      flush: Callable[[], None]) -> Iterator[Event]:
+    """What the PATHs hold, then what is added to them, each round merged by time."""
     readers = [DocumentReader(stats) for _ in paths]
+    prefilter, quick_check = query.prefilter(), query.quick_check()
 
     def note(text: str) -> None:
         click.echo(f"wsgate logs: {text}", err=True)
 
-    for index, line in follow(paths, on_idle=flush, on_note=note):
-        for value in readers[index].feed(line):
-            event = normalise(value)
-            if event is None:
-                stats.not_event += 1
-            else:
-                yield event
+    for lines_by_path in follow_rounds(paths, on_idle=flush, on_note=note):
+        yield from merge_by_time([
+            read_events(lines, stats, prefilter, quick_check, reader=reader)
+            for lines, reader in zip(lines_by_path, readers, strict=True)])
+
+
+def _matching(events: Iterable[Event], query: Query) -> Iterator[Event]:
+    matches = query.matches
+    return (event for event in events if matches(event))
+
+
+def _joined(events: Iterable[Event], query: Query, paths: list[str]) -> list[Group]:
+    # Files are read twice (matching ids, then their events) to keep memory to the
+    # result; stdin can be read once only, so it is held whole.
+    if "-" in paths:
+        return join(events, query)
+    return join(events, query, lambda wanted: _read(
+        paths, ReadStats(), None, lambda event: event.get("requestId") in wanted))
 
 
 def _use_colour(colour: bool | None, out: IO[str]) -> bool:
@@ -79,131 +193,57 @@ def _use_colour(colour: bool | None, out: IO[str]) -> bool:
     return out.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-@click.command("logs", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("files", nargs=-1, metavar="[FILE]...")
-@click.option("--status", multiple=True, metavar="ok|error|canceled|4xx|5xx|NNN",
-              help="Keep events with this outcome or HTTP status (repeatable: any of them).")
-@click.option("--since", metavar="1h|30m|ISO",
-              help="Keep events at or after this time (a duration means that long ago).")
-@click.option("--until", metavar="1h|30m|ISO", help="Keep events at or before this time.")
-@click.option("--websocket", is_flag=True, help="Keep WebSocket upgrades and sessions only.")
-@click.option("--method", multiple=True, metavar="METHOD", help="HTTP method (repeatable).")
-@click.option("--ip", multiple=True, metavar="ADDR|CIDR",
-              help="Client address or network (repeatable).")
-@click.option("--header", multiple=True, metavar="NAME[:VALUE]",
-              help="Request header present, or containing VALUE (repeatable: all of them).")
-@click.option("--search", metavar="TEXT",
-              help="Case-insensitive text in message, error, URL, request id, Worker logs.")
-@click.option("--request-id", multiple=True, metavar="ID", help="X-Request-Id (repeatable).")
-@click.option("--severity", metavar="LEVEL",
-              help="Minimum severity: DEBUG INFO NOTICE WARNING ERROR CRITICAL ...")
-@click.option("-f", "--follow", "follow_", is_flag=True,
-              help="Keep reading files as they grow (survives rotation and truncation).")
-@click.option("--format", "fmt", type=click.Choice(["pretty", "json"]), default=None,
-              help="pretty (default on a terminal) or json (default in a pipe).")
-@click.option("--color/--no-color", "colour", default=None,
-              help="Colour pretty output (default: on a terminal, unless NO_COLOR is set).")
-@click.option("--join", "join_", is_flag=True,
-              help="Group edge and origin events sharing a request id into one entry.")
-@click.option("--summary", is_flag=True,
-              help="Print counts, close codes, latency percentiles and top errors.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Stop after this many entries.")
-def logs(files: tuple[str, ...], status: tuple[str, ...], since: str | None,
-         until: str | None, websocket: bool, method: tuple[str, ...], ip: tuple[str, ...],
-         header: tuple[str, ...], search: str | None, request_id: tuple[str, ...],
-         severity: str | None, follow_: bool, fmt: str | None, colour: bool | None,
-         join_: bool, summary: bool, limit: int | None) -> None:
-    """Filter, join and summarise edge and origin logs.
+class Output:
+    """stdout for entries: JSON lines in a pipe, aligned (coloured) lines on a terminal."""
 
-    Reads FILEs (or stdin when none or "-"): wsgate's JSON lines, Google Cloud Logging
-    exports (`gcloud logging read --format json`) and `wrangler tail --format json`
-    output, mixed freely.
-    """
-    try:
-        query = build_query(status=status, since=since, until=until, websocket=websocket,
-                            method=method, ip=ip, header=header, search=search,
-                            request_id=request_id, severity=severity)
-    except QueryError as exc:
-        raise click.UsageError(str(exc)) from None
-    if join_ and summary:
-        raise click.UsageError("--join and --summary are separate views: choose one")
-    if follow_ and (join_ or summary):
-        raise click.UsageError("--follow cannot be combined with --join or --summary")
-    paths = list(files) or ["-"]
-    if follow_ and "-" in paths:
-        raise click.UsageError("--follow needs FILE arguments (stdin is read to its end)")
-    if not follow_:
-        for path in paths:
-            if path != "-" and not os.path.isfile(path):
-                problem = "not a file" if os.path.exists(path) else "no such file"
-                click.echo(f"wsgate logs: {path}: {problem}", err=True)
-                sys.exit(EXIT_INPUT)
+    def __init__(self, fmt: str | None, colour: bool | None) -> None:
+        self.as_json = fmt == "json" or (fmt is None and not sys.stdout.isatty())
+        self.colour = _use_colour(colour, sys.stdout) and not self.as_json
+        self.stream = _buffered_stdout()  # bytes: JSON as orjson makes it
 
-    as_json = fmt == "json" or (fmt is None and not sys.stdout.isatty())
-    use_colour = _use_colour(colour, sys.stdout) and not as_json
-    out = _stdout()  # bytes: JSON as orjson makes it, text encoded by `write_text`
-
-    def write_text(text: str) -> None:
-        out.write(text.encode("utf-8", "replace") + b"\n")
-    stats = ReadStats()
-    if follow_:
-        events = _followed_events(paths, stats, out.flush)
-    elif join_ and "-" in paths:
-        # One pass over stdin: every event may belong to a matching group, none skipped.
-        events = _events(paths, None, stats)
-    else:
-        events = _events(paths, query, stats)
-    written = 0
-    try:
-        if summary:
-            result = summarise(events, query)
-            if as_json:
-                out.write(json_line(result.as_json()))
+    def events(self, events: Iterable[Event], limit: int | None) -> None:
+        for event in islice(events, limit):
+            if self.as_json:
+                self.stream.write(json_line(event))
             else:
-                write_text(summary_text(result, use_colour))
-        elif join_:
-            # Files are read twice (matching ids, then their events) to keep memory
-            # to the result; stdin can be read once only, so it is held whole.
-            again = None if "-" in paths else (
-                lambda wanted: _events(paths, None, ReadStats(),
-                                       lambda e: e.get("requestId") in wanted))
-            for group in join(events, query, again):
-                if as_json:
-                    out.write(json_line(group.as_json()))
-                else:
-                    write_text("\n".join(pretty_group(group, use_colour)))
-                written += 1
-                if limit is not None and written >= limit:
-                    break
+                self._text(pretty_line(event, self.colour))
+
+    def groups(self, groups: Iterable[Group], limit: int | None) -> None:
+        for group in islice(groups, limit):
+            if self.as_json:
+                self.stream.write(json_line(group.as_json()))
+            else:
+                self._text("\n".join(pretty_group(group, self.colour)))
+
+    def summary(self, summary: Summary) -> None:
+        if self.as_json:
+            self.stream.write(json_line(summary.as_json()))
         else:
-            matches = query.matches
-            for event in events:
-                if not matches(event):
-                    continue
-                if as_json:
-                    out.write(json_line(event))
-                else:
-                    write_text(pretty_line(event, use_colour))
-                written += 1
-                if limit is not None and written >= limit:
-                    break
-        out.flush()
-    except BrokenPipeError:
-        # `wsgate logs big.log | head`: the reader left; stop quietly like other tools.
+            self._text(summary_text(summary, self.colour))
+
+    def _text(self, text: str) -> None:
+        self.stream.write(text.encode("utf-8", "replace") + b"\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def reader_left(self) -> None:
+        """`wsgate logs big.log | head`: the reader left; stop quietly like other tools."""
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
-    except KeyboardInterrupt:
-        with contextlib.suppress(OSError):
-            out.flush()  # what was found so far
-        _report(stats)
-        sys.exit(130)
-    except OSError as exc:
-        click.echo(f"wsgate logs: {exc.filename or 'input'}: {exc.strerror or exc}", err=True)
-        sys.exit(EXIT_INPUT)
-    _report(stats)
+
+
+def _buffered_stdout() -> IO[bytes]:
+    """stdout with a real buffer even under PYTHONUNBUFFERED=1: a system call per event
+    would cost more than reading the event."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced by something else
+        return sys.stdout.buffer
+    sys.stdout.flush()
+    return open(fd, "wb", buffering=1 << 16, closefd=False)
 
 
 def _report(stats: ReadStats) -> None:

@@ -88,24 +88,26 @@ class _Followed:
             yield from self.read_lines()
 
 
-def follow(paths: list[str], *, interval: float = 0.25,
-           should_stop: Callable[[], bool] = lambda: False,
-           on_idle: Callable[[], None] = lambda: None,
-           on_note: Callable[[str], None] = lambda note: None) -> Iterator[tuple[int, bytes]]:
-    """(index of the path, line) for every line of the files, now and as they grow.
+def follow_rounds(paths: list[str], *, interval: float = 0.25,
+                  should_stop: Callable[[], bool] = lambda: False,
+                  on_idle: Callable[[], None] = lambda: None,
+                  on_note: Callable[[str], None] = lambda note: None
+                  ) -> Iterator[list[Iterator[bytes]]]:
+    """The files' lines, now and as they grow, in rounds: each round is one iterator
+    per path over the lines written since the previous round (consume them before
+    asking for the next round; they may be consumed interleaved, e.g. merged).
 
-    Existing content is read from the start. Runs until `should_stop()` is true (checked
-    once per poll); `on_idle` runs before each sleep (the caller flushes its output).
-    A path that does not exist yet is waited for.
+    Existing content is the first round, read from the start. Runs until
+    `should_stop()` is true (checked once per round); `on_idle` runs before each sleep
+    (the caller flushes its output). A path that does not exist yet is waited for.
     """
     files = [_Followed(path) for path in paths]
     for followed in files:
         followed.open()
     try:
         while True:
-            for index, followed in enumerate(files):
-                for line in followed.poll():
-                    yield index, line
+            yield [followed.poll() for followed in files]
+            for followed in files:
                 for note in followed.notes:
                     on_note(note)
                 followed.notes.clear()
@@ -117,3 +119,16 @@ def follow(paths: list[str], *, interval: float = 0.25,
         for followed in files:
             with contextlib.suppress(OSError):
                 followed.close()
+
+
+def follow(paths: list[str], *, interval: float = 0.25,
+           should_stop: Callable[[], bool] = lambda: False,
+           on_idle: Callable[[], None] = lambda: None,
+           on_note: Callable[[str], None] = lambda note: None) -> Iterator[tuple[int, bytes]]:
+    """(index of the path, line) for every line of the files, now and as they grow,
+    one file after the other in each round (see `follow_rounds`)."""
+    for lines_by_path in follow_rounds(paths, interval=interval, should_stop=should_stop,
+                                       on_idle=on_idle, on_note=on_note):
+        for index, lines in enumerate(lines_by_path):
+            for line in lines:
+                yield index, line

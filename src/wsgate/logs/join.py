@@ -12,15 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsgate.logs.model import NO_TIME, SEVERITIES, Event, event_time_key, time_key
 from wsgate.logs.query import Query, is_error
-from wsgate.logs.sources import SEVERITIES, Event, time_key
-
-NO_TIME = "~"  # sorts after every time key: events without a time come last
-
-
-def _time_key(event: Event) -> str:
-    ts = event.get("timestamp")
-    return time_key(ts) if isinstance(ts, str) else NO_TIME
 
 
 @dataclass
@@ -82,7 +75,7 @@ def join(events: Iterable[Event], query: Query,
 
 
 def _single(event: Event, order: int) -> Group:
-    return Group(None, [event], first_time=_time_key(event), order=order)
+    return Group(None, [event], first_time=event_time_key(event), order=order)
 
 
 def _group(events: Iterable[Event], query: Query | None,
@@ -100,7 +93,7 @@ def _group(events: Iterable[Event], query: Query | None,
             if group is None:
                 group = groups[rid] = Group(rid, order=index)
             group.events.append(event)
-            key = _time_key(event)
+            key = event_time_key(event)
             if key < group.first_time:
                 group.first_time = key
         elif query is not None:
@@ -115,7 +108,7 @@ def _group(events: Iterable[Event], query: Query | None,
 
 def _finish(kept: list[Group]) -> list[Group]:
     for group in kept:
-        group.events.sort(key=_time_key)
+        group.events.sort(key=event_time_key)
     kept.sort(key=lambda g: (g.first_time, g.order))
     return kept
 

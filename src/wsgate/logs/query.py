@@ -14,15 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from wsgate.logs.sources import (
+from wsgate.logs.formats import raw_status_pattern
+from wsgate.logs.model import (
     SEVERITIES,
     Event,
     EventPredicate,
     LinePredicate,
     epoch_key,
     event_epoch,
+    normalise_severity,
     parse_iso,
-    raw_status_pattern,
     time_key,
 )
 
@@ -116,8 +117,6 @@ def parse_time(text: str, now: float) -> float:
 # ---------------------------------------------------------------- the rest
 
 def parse_severity(text: str) -> int:
-    from wsgate.logs.sources import normalise_severity
-
     name = normalise_severity(text)
     if name is None:
         raise QueryError(f"--severity {text!r}: expected one of {', '.join(SEVERITIES)}")
@@ -192,7 +191,7 @@ class Query:
         if self.until is not None:
             object.__setattr__(self, "_until_key", epoch_key(self.until))
         # The checks that apply, cheapest first, decided once instead of per event.
-        # Up to the time window they read only sources.QUICK_FIELDS (see quick_check).
+        # Up to the time window they read only model.QUICK_FIELDS (see quick_check).
         checks: list[Callable[[Event], bool]] = []
         if self.request_ids:
             checks.append(lambda e: e.get("requestId") in self.request_ids)

@@ -11,7 +11,7 @@ from typing import Any, Final
 import orjson
 
 from wsgate.logs.join import Group, Summary
-from wsgate.logs.sources import SEVERITIES, Event
+from wsgate.logs.model import SEVERITIES, Event
 
 RESET: Final = "\x1b[0m"
 DIM: Final = "\x1b[2m"
