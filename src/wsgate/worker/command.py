@@ -1,0 +1,153 @@
+"""`wsgate worker build` and `wsgate worker dev`: the edge as a Cloudflare Worker."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import click
+
+from wsgate.config import ConfigError, EdgeConfig, load_config
+from wsgate.worker import workerd
+from wsgate.worker.build import DEFAULT_NAME, write_worker
+from wsgate.worker.rules import check_platform, platform_notes
+
+# A stand-in secret for `build`, which needs only the secret's NAME: it lets the edge's
+# loader validate the rest without the real value on the build machine. Never rendered.
+_BUILD_PLACEHOLDER = "wsgate-build-placeholder-never-used"
+
+
+def _fail(command: str, message: str) -> None:
+    click.echo(f"wsgate worker {command}: {message}", err=True)
+    sys.exit(2)
+
+
+def load_for_build(config_path: str | None) -> EdgeConfig:
+    """The edge configuration as `wsgate edge` reads it, without the secret's value:
+    the Worker needs only its name (the binding), the value is set with wrangler."""
+    names = load_config(config_path, {"secret_file": "", "insecure_no_secret": True})
+    environ = {**os.environ, names.secret_env: _BUILD_PLACEHOLDER}
+    config = load_config(config_path, {"secret_file": ""}, environ)
+    return dataclasses.replace(config, secret="")
+
+
+def _checked(command: str, load: Any) -> EdgeConfig:
+    try:
+        config: EdgeConfig = load()
+        check_platform(config)
+    except ConfigError as exc:
+        _fail(command, f"configuration error: {exc}")
+    for note in platform_notes(config):
+        click.echo(f"wsgate worker {command}: {note}", err=True)
+    return config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def worker() -> None:
+    """Build the edge as a Cloudflare Worker, or run it locally in workerd."""
+
+
+@worker.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Edge TOML file, the same one `wsgate edge --config` reads.")
+@click.option("--out", "out_dir", default="worker", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for worker.js and wrangler.toml.")
+@click.option("--name", default=DEFAULT_NAME, show_default=True, help="The Worker's name.")
+def build(config_path: str | None, out_dir: str, name: str) -> None:
+    """Write worker.js and wrangler.toml from the edge configuration.
+
+    \b
+    Example:
+      wsgate worker build --config examples/edge.toml --out worker
+      cd worker && wrangler secret put CF_SECRET && wrangler deploy
+    """
+    config = _checked("build", lambda: load_for_build(config_path))
+    try:
+        paths = write_worker(config, Path(out_dir), name)
+    except ValueError as exc:
+        _fail("build", str(exc))
+    except OSError as exc:
+        _fail("build", f"--out: cannot write {out_dir!r}: {exc.strerror or exc}")
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}; secret: "
+               f"`wrangler secret put {config.secret_env}`, then `wrangler deploy`", err=True)
+
+
+@contextlib.contextmanager
+def _folder(out_dir: str | None) -> Iterator[Path]:
+    if out_dir:
+        yield Path(out_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="wsgate-worker-") as tmp:
+        yield Path(tmp)
+
+
+@worker.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Edge TOML file, the same one `wsgate edge --config` reads.")
+@click.option("--listen", help="HOST:PORT for workerd (default: the config's listen).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Keep the built Worker and workerd config here (default: a temporary folder).")
+def dev(config_path: str | None, listen: str | None, out_dir: str | None) -> None:
+    """Build the Worker and run it in workerd on this machine (outbound: loopback only).
+
+    The secret is read as `wsgate edge` reads it (secret_env / secret_file) and handed
+    to workerd as a binding through its environment, never through a file.
+    """
+    cli = {"listen": listen} if listen else None
+    config = _checked("dev", lambda: load_config(config_path, cli))
+    try:
+        binary = workerd.find_workerd(os.environ, Path.cwd())
+    except workerd.WorkerdMissing as exc:
+        _fail("dev", str(exc))
+    host, port = config.listen_addr
+    with _folder(out_dir) as folder:
+        write_worker(config, folder)
+        (folder / "config.capnp").write_text(
+            workerd.render_capnp(config, config.listen, with_secret=bool(config.secret)))
+        environ = {**os.environ, config.secret_env: config.secret}
+        sys.exit(_serve(binary, folder, environ, config, host, port))
+
+
+def _serve(binary: Path, folder: Path, environ: dict[str, str], config: EdgeConfig,
+           host: str, port: int) -> int:
+    log: IO[str] | None = None
+    if config.log_file:
+        try:
+            log = open(config.log_file, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            _fail("dev", f"log_file: cannot open {config.log_file!r}: {exc.strerror or exc}")
+    process = workerd.start(binary, folder, environ, log)
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        process.terminate()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    try:
+        if workerd.wait_listening(process, host, port, 30.0):
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(f"wsgate worker dev: workerd serving http://{shown}:{port} "
+                       f"({', '.join(f'{r.pattern} -> {r.origin.url}' for r in config.routes)}; "
+                       "outbound loopback only)", err=True)
+        code = process.wait()
+    finally:
+        workerd.stop(process)
+        if log is not None:
+            log.close()
+    if stopping:
+        click.echo("wsgate worker dev: stopped", err=True)
+        return 0
+    click.echo(f"wsgate worker dev: workerd exited with status {code}", err=True)
+    return 1 if code == 0 else code if code > 0 else 1
+
