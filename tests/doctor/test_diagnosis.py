@@ -97,6 +97,8 @@ def test_a_healthy_run_has_no_diagnosis() -> None:
      ["idle-timeout"]),
     ([check("forwarded", "warn", public_scheme="https", proto=None, spoofed_headers=[])],
      ["forwarded-proto-missing"]),
+    ([check("forwarded", "warn", public_scheme="http", proto="https", spoofed_headers=[])],
+     ["forwarded-proto-mismatch"]),
     ([check("forwarded", "warn", public_scheme="http", proto="http",
             spoofed_headers=["x-forwarded-for"], spoof_ip="198.51.100.77")],
      ["client-ip-spoofable"]),
@@ -116,6 +118,25 @@ def test_secret_rejected_says_when_the_origin_accepts_the_doctors_secret() -> No
     (diagnosis,) = diagnose_checks([check("http", "fail", status=403),
                                     check("origin-with-secret", "pass")])
     assert "the edge sends another" in diagnosis.evidence
+
+
+@pytest.mark.parametrize(("scheme", "proto"), [("http", "https"), ("https", "http")])
+def test_forwarded_proto_mismatch_names_the_value_clients_use(scheme: str, proto: str) -> None:
+    (diagnosis,) = diagnose_checks([check("forwarded", "warn", public_scheme=scheme,
+                                          proto=proto)])
+    assert diagnosis.id == "forwarded-proto-mismatch"
+    assert f"X-Forwarded-Proto is {proto}, clients use {scheme}" in diagnosis.summary
+    assert f"`X-Forwarded-Proto: {scheme}`" in diagnosis.fix
+    assert f"`wsgate edge --forwarded-proto {scheme}`" in diagnosis.fix
+    assert f"--forwarded-proto {proto}`" not in diagnosis.fix
+
+
+def test_forwarded_proto_missing_is_told_apart_from_a_wrong_value() -> None:
+    (diagnosis,) = diagnose_checks([check("forwarded", "warn", public_scheme="https",
+                                          proto=None)])
+    assert diagnosis.id == "forwarded-proto-missing"
+    assert "missing" in diagnosis.summary
+    assert "`X-Forwarded-Proto: https`" in diagnosis.fix
 
 
 def test_idle_timeout_names_the_owner_and_a_ping_below_the_limit() -> None:

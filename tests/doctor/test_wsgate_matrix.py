@@ -77,14 +77,25 @@ def test_edge_in_front_of_a_stopped_origin() -> None:
     assert "502" in diagnosis(report, "edge-origin-unreachable")["summary"]
 
 
-def test_edge_default_proto_behind_a_plain_http_url(guarded: GuardedStreamlit) -> None:
-    # The edge says https by default (it expects a TLS CDN in front); probed over
-    # plain http that is a mismatch worth a warning, not an error.
+def test_edge_default_proto_is_the_scheme_it_serves(guarded: GuardedStreamlit) -> None:
+    # The README's plain-http setup: no flag, so no warning to explain away.
     with edge(guarded.port, SECRET) as proxy:
         code, report = run_doctor(f"http://{LOOPBACK}:{proxy.port}/")
     assert code == 0, explain(report)
-    assert diagnosis_ids(report) == ["forwarded-proto-missing"]
-    assert diagnosis(report, "forwarded-proto-missing")["severity"] == "warning"
+    assert diagnosis_ids(report) == [], explain(report)
+    assert statuses(report)["forwarded"] == "pass"
+
+
+def test_edge_told_https_behind_a_plain_http_url(guarded: GuardedStreamlit) -> None:
+    # A wrong value is a warning with its own id, and the fix names the value needed.
+    with edge(guarded.port, SECRET, "--forwarded-proto", "https") as proxy:
+        code, report = run_doctor(f"http://{LOOPBACK}:{proxy.port}/")
+    assert code == 0, explain(report)
+    assert diagnosis_ids(report) == ["forwarded-proto-mismatch"]
+    found = diagnosis(report, "forwarded-proto-mismatch")
+    assert found["severity"] == "warning"
+    assert "X-Forwarded-Proto: https" in found["evidence"]
+    assert "`wsgate edge --forwarded-proto http`" in found["fix"]
 
 
 @pytest.mark.nginx

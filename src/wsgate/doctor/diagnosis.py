@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgate.doctor.model import (
+    AffinityFacts,
     Check,
     CheckId,
     Diagnosis,
@@ -176,6 +177,14 @@ def _app_not_rendering(f: Findings) -> Match | None:
     return None
 
 
+def _affinity_missing(f: Findings) -> Match | None:
+    if not f.failed("affinity"):
+        return None
+    facts = f.get("affinity", AffinityFacts) or AffinityFacts()
+    return Match(f"affinity: {f.detail('affinity')}",
+                 {"kept": facts.kept, "reconnects": facts.reconnects})
+
+
 # (seconds, tolerance, owner): well-known idle limits on the path, matched by the
 # measured drop time.
 KNOWN_IDLE_LIMITS: tuple[tuple[float, float, str], ...] = (
@@ -223,12 +232,19 @@ def _idle_timeout(f: Findings) -> Match | None:
 
 def _forwarded_proto_missing(f: Findings) -> Match | None:
     forwarded = f.get("forwarded", ForwardedFacts)
-    if forwarded is None or forwarded.proto == forwarded.public_scheme:
+    if forwarded is None or forwarded.proto is not None:
         return None
-    proto, expected = forwarded.proto, forwarded.public_scheme
-    seen = "no X-Forwarded-Proto" if proto is None else f"X-Forwarded-Proto: {proto}"
-    return Match(f"forwarded: the origin received {seen} for a {expected}:// URL",
-                 {"scheme": expected})
+    return Match(f"forwarded: the origin received no X-Forwarded-Proto for a "
+                 f"{forwarded.public_scheme}:// URL", {"scheme": forwarded.public_scheme})
+
+
+def _forwarded_proto_mismatch(f: Findings) -> Match | None:
+    forwarded = f.get("forwarded", ForwardedFacts)
+    if forwarded is None or forwarded.proto in (None, forwarded.public_scheme):
+        return None
+    return Match(f"forwarded: the origin received X-Forwarded-Proto: {forwarded.proto} for a "
+                 f"{forwarded.public_scheme}:// URL",
+                 {"scheme": forwarded.public_scheme, "proto": forwarded.proto})
 
 
 def _client_ip_spoofable(f: Findings) -> Match | None:
@@ -321,6 +337,14 @@ CAUSES: tuple[Cause, ...] = (
           "Check the origin's log for errors in the script, and whether it blocks (long "
           "computations at import, waiting on a service); run it locally with `streamlit run`.",
           _app_not_rendering),
+    Cause("affinity-missing", "error", "path",
+          "Requests of one browser session reach different instances: a reconnect lost "
+          "its Streamlit session ({kept} of {reconnects} reconnects resumed it).",
+          "Give the replicas session affinity. With `wsgate edge`, name them all in one "
+          "route (`origins = [...]`, see docs/origins.md); Cloud Run: `gcloud run services "
+          "update SERVICE --session-affinity`; nginx: `ip_hash;` in the upstream; HAProxy: "
+          "`cookie SRV insert indirect nocache` with a `cookie` on each server.",
+          _affinity_missing, "reconnect loops, lost widget state"),
     Cause("idle-timeout", "error", "path",
           "An idle WebSocket is dropped after {seconds} s (close {code}); likely owner: "
           "{owner}.",
@@ -330,11 +354,21 @@ CAUSES: tuple[Cause, ...] = (
           "`server.websocketPingInterval = {ping}`, or `wsgate edge --ping-interval {ping}`.",
           _idle_timeout, "Connection timeout"),
     Cause("forwarded-proto-missing", "warning", "edge",
-          "The origin is not told the public scheme ({scheme}).",
-          "Set X-Forwarded-Proto at the edge (nginx: `proxy_set_header X-Forwarded-Proto "
-          "$scheme;`; wsgate edge: --forwarded-proto https behind TLS), and make sure the "
-          "origin trusts it from the edge only.",
+          "The origin is not told the public scheme: X-Forwarded-Proto is missing (clients "
+          "use {scheme}).",
+          "Make the edge send `X-Forwarded-Proto: {scheme}` (nginx: `proxy_set_header "
+          "X-Forwarded-Proto $scheme;`; `wsgate edge` sends it unless a proxy in front strips "
+          "it), and make sure the origin trusts it from the edge only.",
           _forwarded_proto_missing, "WebSocket onerror / closes right after opening"),
+    Cause("forwarded-proto-mismatch", "warning", "edge",
+          "The origin is told the wrong public scheme: X-Forwarded-Proto is {proto}, clients "
+          "use {scheme}.",
+          "Make the edge send `X-Forwarded-Proto: {scheme}`, the scheme clients really use "
+          "(`wsgate edge --forwarded-proto auto`, the default, sends the scheme it serves; "
+          "or `wsgate edge --forwarded-proto {scheme}`; nginx: `proxy_set_header "
+          "X-Forwarded-Proto $scheme;`). If clients come through a TLS proxy in front of "
+          "this URL, probe the public https URL instead.",
+          _forwarded_proto_mismatch, "WebSocket onerror / closes right after opening"),
     Cause("client-ip-spoofable", "warning", "edge",
           "A client can forge its IP address: the edge passes a client's X-Forwarded-For.",
           "Overwrite, do not append to, forwarding headers at the first trusted hop (nginx: "

@@ -28,6 +28,7 @@ from wsgate.doctor.http_client import (
     status_line,
 )
 from wsgate.doctor.model import (
+    AffinityFacts,
     DnsFacts,
     ErrorFacts,
     ForwardedFacts,
@@ -195,6 +196,66 @@ async def probe_session(route: Route, path: str, timeout: float) -> Verdict:  # 
     return Verdict("fail", f"session: {why}", facts)
 
 
+AFFINITY_RECONNECTS = 4
+HEALTH_PATH = "/_stcore/health"
+
+
+def remember_cookies(jar: dict[str, str], headers: Sequence[tuple[str, str]]) -> None:
+    """Keep `name=value` of each Set-Cookie, as a browser would (attributes ignored:
+    the doctor talks to one host and path)."""
+    for name, value in headers:
+        if name == "set-cookie":
+            key, sep, rest = value.partition(";")[0].partition("=")
+            if sep and key.strip():
+                jar[key.strip()] = rest.strip()
+
+
+def cookie_header(jar: Mapping[str, str]) -> dict[str, str]:
+    return {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+
+
+async def probe_affinity(route: Route, path: str, timeout: float,  # noqa: ASYNC109
+                         reconnects: int = AFFINITY_RECONNECTS) -> Verdict:
+    """Reconnect as the frontend does (health first, then the stream offering the
+    previous session id, with the browser's cookies), with other clients' requests in
+    between: one before the first reconnect, two before the second, ... so a
+    round-robin over any small number of instances is caught. A reconnect that comes
+    back with a new session id reached another instance: the session was lost."""
+    try:
+        from wsgate.doctor.streamlit_session import run_session
+    except ImportError as exc:
+        return Verdict("skip", f"skipped: needs the streamlit extra ({exc})")
+    target, jar = route.target, dict[str, str]()
+    session_id: str | None = None
+    for attempt in range(reconnects + 1):
+        try:
+            for _ in range(attempt):  # other clients: no cookies
+                await request(route, target.path(HEALTH_PATH))
+            remember_cookies(jar, (await request(route, target.path(HEALTH_PATH),
+                                                 cookie_header(jar))).headers)
+        except OSError as exc:
+            return Verdict("warn", f"reconnect {attempt}: {describe_error(exc)}",
+                           AffinityFacts(max(attempt - 1, 0), max(attempt - 1, 0)))
+        result = await run_session(
+            target.ws_url(path), headers={"User-Agent": USER_AGENT, **cookie_header(jar)},
+            origin=target.origin, timeout=timeout, resume=session_id,
+            ssl_context=route.ssl_context if target.tls else None,
+            connect_to=(route.address, route.port))
+        remember_cookies(jar, result.response_headers)
+        done = max(attempt - 1, 0)
+        if not result.ok or not result.session_id:
+            why = result.error or "no session id"
+            return Verdict("warn" if attempt else "skip", f"reconnect {attempt}: {why}",
+                           AffinityFacts(done, done))
+        if session_id is not None and result.session_id != session_id:
+            return Verdict("fail", (f"reconnect {attempt} (after {attempt} other requests) "
+                                    f"got a new session: {done} of {attempt} resumed"),
+                           AffinityFacts(attempt, done, attempt))
+        session_id = result.session_id
+    return Verdict("pass", (f"{reconnects} reconnects resumed the same session, with other "
+                            "clients' requests in between"), AffinityFacts(reconnects, reconnects))
+
+
 async def probe_idle(route: Route, path: str, offered: Sequence[str], seconds: float,
                      ) -> Verdict:
     conn, handshake = await upgrade(route, route.target.path(path), offered)
@@ -223,8 +284,11 @@ async def probe_forwarded(route: Route) -> Verdict:
                                 f"(HTTP {answer.status})"))
     facts = forwarded_facts(echo, route.target.scheme)
     problems = []
-    if facts.proto != facts.public_scheme:
-        problems.append(f"X-Forwarded-Proto is {facts.proto!r}")
+    if facts.proto is None:
+        problems.append("no X-Forwarded-Proto")
+    elif facts.proto != facts.public_scheme:
+        problems.append(f"X-Forwarded-Proto is {facts.proto!r}, the URL's scheme "
+                        f"{facts.public_scheme!r}")
     if facts.spoofed_headers:
         problems.append(f"forged {SPOOF_IP} survived in {', '.join(facts.spoofed_headers)}")
     seen = f"proto={facts.proto}, host={facts.host}, for={facts.client}"
