@@ -1,7 +1,9 @@
 """The admin listener: Prometheus metrics (`/metrics`), liveness (`/healthz`) and
 readiness (`/readyz`: 503 while the edge drains, so a load balancer stops sending).
 
-Kept apart from the public listener so metrics are never exposed to clients.
+Kept apart from the public listener so metrics are never exposed to clients. With
+several workers it runs once, in the supervisor, over a registry that sums the
+workers' multiprocess files (see `wsgate.edge.supervisor`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ from collections.abc import Callable
 from typing import cast
 
 import h11
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from wsgate.edge.metrics import EdgeMetrics
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
 class _AdminProtocol(asyncio.Protocol):
-    def __init__(self, metrics: EdgeMetrics, ready: Callable[[], bool]) -> None:
-        self.metrics = metrics
+    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+        self.registry = registry
         self.ready = ready
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=8192)
         self.transport: asyncio.Transport | None = None
@@ -56,7 +56,7 @@ class _AdminProtocol(asyncio.Protocol):
         path = req.target.partition(b"?")[0]
         ctype = b"text/plain; charset=utf-8"
         if path == b"/metrics":
-            status, body, ctype = 200, generate_latest(self.metrics.registry), \
+            status, body, ctype = 200, generate_latest(self.registry), \
                 CONTENT_TYPE_LATEST.encode()
         elif path == b"/healthz":
             status, body = 200, b"ok\n"
@@ -72,8 +72,8 @@ class _AdminProtocol(asyncio.Protocol):
         self.transport.write(out)
 
 
-async def start_admin(host: str, port: int, metrics: EdgeMetrics,
+async def start_admin(host: str, port: int, registry: CollectorRegistry,
                       ready: Callable[[], bool]) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _AdminProtocol(metrics, ready), host, port,
+    return await loop.create_server(lambda: _AdminProtocol(registry, ready), host, port,
                                     reuse_address=True)

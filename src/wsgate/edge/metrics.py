@@ -3,6 +3,11 @@
 The edge calls these few methods at the end of each request or session (never
 per chunk), so metrics cost one dict lookup and an increment per event.
 The admin listener that serves them lives in `wsgate.edge.admin`.
+
+With several workers (`wsgate.edge.supervisor`) each worker process writes its
+values to prometheus_client's multiprocess files and the supervisor's admin
+listener serves their sum; `worker` then names the worker slot so requests can
+also be counted per worker.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ def close_code_label(code: int | None) -> str:
 
 
 class EdgeMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 worker: str | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -40,8 +46,11 @@ class EdgeMetrics:
         self.upstream_errors = Counter(
             "wsgate_edge_upstream_errors", "Failures talking to the origin, by error class",
             ["error_class"], registry=r)
+        # livesum: with several workers, the open tunnels of the live ones (a dead
+        # worker's tunnels died with it); ignored in a single process.
         self.websockets_open = Gauge(
-            "wsgate_edge_websockets_open", "WebSocket tunnels open now", registry=r)
+            "wsgate_edge_websockets_open", "WebSocket tunnels open now", registry=r,
+            multiprocess_mode="livesum")
         self.websocket_sessions = Counter(
             "wsgate_edge_websocket_sessions", "Finished WebSocket sessions, by close code",
             ["close_code"], registry=r)
@@ -66,6 +75,13 @@ class EdgeMetrics:
         self._done: dict[tuple[str, int], tuple[Any, Any]] = {}  # (route, status) → children
         self._to_origin = self.bytes_relayed.labels("to_origin")
         self._to_client = self.bytes_relayed.labels("to_client")
+        # One more increment per request, only under a supervisor.
+        self._worker_requests: Any = None
+        if worker is not None:
+            self._worker_requests = Counter(
+                "wsgate_edge_worker_requests",
+                "HTTP requests and WebSocket handshakes answered, by worker slot",
+                ["worker"], registry=r).labels(worker)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (metric._name, *labels)
@@ -83,6 +99,8 @@ class EdgeMetrics:
                 self._child(self.request_latency, route))
         pair[0].inc()
         pair[1].observe(seconds)
+        if self._worker_requests is not None:
+            self._worker_requests.inc()
         if bytes_from_client:  # most requests have no body: skip a locked no-op
             self._to_origin.inc(bytes_from_client)
         self._to_client.inc(bytes_to_client)
@@ -95,6 +113,8 @@ class EdgeMetrics:
 
     def websocket_opened(self, route: str, handshake_seconds: float) -> None:
         self._child(self.requests, route, "1xx").inc()
+        if self._worker_requests is not None:
+            self._worker_requests.inc()
         self.handshake_latency.observe(handshake_seconds)
         self.websockets_open.inc()
 
@@ -104,3 +124,22 @@ class EdgeMetrics:
         self._child(self.websocket_sessions, close_code_label(close_code)).inc()
         self._to_origin.inc(bytes_from_client)
         self._to_client.inc(bytes_to_client)
+
+
+class SupervisorMetrics:
+    """The supervisor's own metrics, next to the workers' sum on the admin listener."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.workers = Gauge(
+            "wsgate_edge_workers", "Worker processes running, by state",
+            ["state"], registry=registry)
+        self.worker_restarts = Counter(
+            "wsgate_edge_worker_restarts", "Workers restarted after they died",
+            registry=registry)
+        self.reloads = Counter(
+            "wsgate_edge_reloads", "Reloads (SIGHUP), by result: ok, invalid (the "
+            "configuration was refused), failed (the new workers did not start)",
+            ["result"], registry=registry)
+        self.generation = Gauge(
+            "wsgate_edge_config_generation", "Configuration generation now serving "
+            "(1 at start, +1 per successful reload)", registry=registry)

@@ -1,0 +1,168 @@
+"""`wsgate edge --workers N`: worker processes on one listening socket, under a
+supervisor that restarts a worker that dies and drains them all on SIGTERM.
+
+Real processes on loopback: the edge is started through the CLI, workers are found
+as the supervisor's children in /proc, metrics are read from the admin listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.edge.worker_support import (
+    Outcome,
+    child_pids,
+    client_loop,
+    get,
+    metric,
+    readyz,
+)
+from tests.support import Edge, RecordingOrigin, edge_process
+from tests.support.process import started, wait_until
+
+pytestmark = pytest.mark.slow
+
+WORKER_REQUESTS = "wsgate_edge_worker_requests_total"
+
+
+def serving(edge: Edge, count: int = 2) -> bool:
+    """`count` workers accept (false while the admin listener is not up yet)."""
+    try:
+        return metric(edge.admin_port, "wsgate_edge_workers", state="serving") == count
+    except OSError:
+        return False
+
+
+def test_two_workers_share_the_address_and_both_serve(origins: RecordingOrigin) -> None:
+    with started(edge_process(origins.url, extra=["--workers", "2"])) as edge:
+        assert wait_until(lambda: serving(edge), 30), edge.output()
+        assert len(child_pids(edge.pid)) == 2
+        assert readyz(edge.admin_port) == 200
+
+        async def batch() -> list[Outcome]:
+            return list(await asyncio.gather(*(get(edge.port) for _ in range(16))))
+
+        outcomes: list[Outcome] = []
+        per_worker = {"0": 0.0, "1": 0.0}
+        for _ in range(25):  # bounded: at most 400 requests
+            outcomes += asyncio.run(batch())
+            per_worker = {w: metric(edge.admin_port, WORKER_REQUESTS, worker=w)
+                          for w in per_worker}
+            if all(per_worker.values()):
+                break
+        assert [o for o in outcomes if not o.ok] == []
+        assert all(per_worker.values()), f"one worker served everything: {per_worker}"
+        # Every request is counted once, by the worker that answered it.
+        assert wait_until(lambda: sum(
+            metric(edge.admin_port, WORKER_REQUESTS, worker=w) for w in per_worker)
+            == len(outcomes), 5)
+        assert metric(edge.admin_port, "wsgate_edge_requests_total", route="*/*",
+                      status_class="2xx") == len(outcomes)
+
+    # Both workers wrote the one log file: every line is whole.
+    lines = edge.events_text().splitlines()
+    requests = [json.loads(line) for line in lines if '"message":"request"' in line]
+    assert len(requests) == len(outcomes)
+    assert len({e["requestId"][:16] for e in requests}) == 2  # each worker its own prefix
+
+
+def _dead(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_a_killed_worker_is_replaced_and_new_connections_never_fail(
+        origins: RecordingOrigin) -> None:
+    with started(edge_process(origins.url, extra=["--workers", "2"])) as edge:
+        assert wait_until(lambda: serving(edge), 30), edge.output()
+        first = child_pids(edge.pid)
+        victim = min(first)
+
+        async def scenario() -> tuple[list[Outcome], float]:
+            outcomes: list[Outcome] = []
+            stop = asyncio.Event()
+            load = asyncio.create_task(client_loop(edge.port, outcomes, stop, 4000))
+            while len(outcomes) < 40 and not load.done():
+                await asyncio.sleep(0.02)
+            os.kill(victim, signal.SIGKILL)
+            for _ in range(500):  # from here on, it can accept nothing more
+                if _dead(victim):
+                    break
+                await asyncio.sleep(0.01)
+            dead_at = time.monotonic()
+
+            def replaced() -> bool:
+                now = child_pids(edge.pid)
+                return len(now) == 2 and victim not in now and serving(edge)
+
+            for _ in range(300):  # bounded: 30 s for the replacement to accept
+                if await asyncio.to_thread(replaced):
+                    break
+                await asyncio.sleep(0.1)
+            after = len(outcomes)
+            while len(outcomes) < after + 40 and not load.done():
+                await asyncio.sleep(0.02)
+            stop.set()
+            await load
+            return outcomes, dead_at
+
+        outcomes, dead_at = asyncio.run(scenario())
+        later = [o for o in outcomes if o.started > dead_at]
+        assert later, "no request was made after the kill"
+        assert [o for o in later if not o.ok] == []
+        # Only requests the killed worker had already accepted may have failed.
+        assert len([o for o in outcomes if not o.ok]) <= 4
+        now = child_pids(edge.pid)
+        assert len(now) == 2 and victim not in now
+        assert metric(edge.admin_port, "wsgate_edge_worker_restarts_total") == 1
+        died = edge.wait_event(lambda e: e.get("errorClass") == "worker-died")
+        assert "SIGKILL" in died["message"] and str(victim) in died["message"]
+
+
+def test_sigterm_drains_every_worker_like_a_single_edge(origins: RecordingOrigin) -> None:
+    routes = [("*/slow/*", origins.url), ("*/*", origins.ws_url)]
+    with started(edge_process(None, routes=routes, extra=["--workers", "2"])) as edge:
+        assert wait_until(lambda: serving(edge), 30), edge.output()
+        workers = child_pids(edge.pid)
+
+        async def scenario() -> tuple[list[int | None], Outcome, int]:
+            sockets = [await connect(f"ws://127.0.0.1:{edge.port}/echo") for _ in range(6)]
+            for ws in sockets:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+            slow = asyncio.create_task(get(edge.port, "/slow/2"))
+            while not any(r.target == b"/slow/2" for r in list(origins.request_log)):
+                await asyncio.sleep(0.02)
+            edge.signal(signal.SIGTERM)  # the supervisor only, as `docker stop` does
+            ready_while_draining = 0
+            for _ in range(100):
+                ready_while_draining = await asyncio.to_thread(readyz, edge.admin_port)
+                if ready_while_draining == 503:
+                    break
+                await asyncio.sleep(0.02)
+            codes: list[int | None] = []
+            for ws in sockets:
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                except ConnectionClosed as exc:
+                    codes.append(exc.rcvd.code if exc.rcvd else None)
+            return codes, await slow, ready_while_draining
+
+        codes, slow, ready_while_draining = asyncio.run(scenario())
+        assert codes == [1001] * 6
+        assert ready_while_draining == 503
+        assert slow.ok and slow.body == b"slow ok\n"
+        assert edge.process is not None and edge.process.wait(30) == 0
+        assert all(_dead(pid) for pid in workers)
