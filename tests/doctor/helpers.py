@@ -38,8 +38,9 @@ def nginx_available() -> bool:
 
 @contextlib.contextmanager
 def nginx(location: str, *, listen: str = LOOPBACK, server_extra: str = "",
-          server_lines: str = "") -> Iterator[int]:
-    """nginx in the foreground with `location` as the body of `location /`; yields its port."""
+          server_lines: str = "", http_lines: str = "") -> Iterator[int]:
+    """nginx in the foreground with `location` as the body of `location /`; yields its port.
+    `http_lines` go into the `http` block (an `upstream`, say)."""
     prefix = Path(tempfile.mkdtemp(prefix="wsgate-nginx-"))
     port = free_port(listen)
     host = f"[{listen}]" if ":" in listen else listen
@@ -56,6 +57,7 @@ def nginx(location: str, *, listen: str = LOOPBACK, server_extra: str = "",
         http {{
             access_log {prefix}/access.log;
             {temp}
+            {http_lines}
             server {{
                 listen {host}:{port} {server_extra};
                 server_name _;

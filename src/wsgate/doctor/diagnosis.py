@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgate.doctor.model import (
-    AffinityFacts,
     Check,
     CheckId,
     Diagnosis,
@@ -23,6 +22,7 @@ from wsgate.doctor.model import (
     ForwardedFacts,
     HttpFacts,
     IdleFacts,
+    RedirectFacts,
     RefusalFacts,
     Report,
     SessionFacts,
@@ -64,6 +64,13 @@ def _status_evidence(f: Findings, check_ids: Sequence[CheckId],
         if status in statuses:
             return Match(f"{check_id}: HTTP {status} ({f.detail(check_id)})", {"status": status})
     return None
+
+
+def _redirect_loop(f: Findings) -> Match | None:
+    redirects = f.get("redirects", RedirectFacts)
+    if redirects is None or not redirects.looped:
+        return None
+    return Match(f"redirects: {f.detail('redirects')}", {"count": len(redirects.chain) - 1})
 
 
 def _dns(f: Findings) -> Match | None:
@@ -180,9 +187,7 @@ def _app_not_rendering(f: Findings) -> Match | None:
 def _affinity_missing(f: Findings) -> Match | None:
     if not f.failed("affinity"):
         return None
-    facts = f.get("affinity", AffinityFacts) or AffinityFacts()
-    return Match(f"affinity: {f.detail('affinity')}",
-                 {"kept": facts.kept, "reconnects": facts.reconnects})
+    return Match(f"affinity: {f.detail('affinity')}")
 
 
 # (seconds, tolerance, owner): well-known idle limits on the path, matched by the
@@ -266,6 +271,14 @@ def _origin_bypass(f: Findings) -> Match | None:
 
 
 CAUSES: tuple[Cause, ...] = (
+    Cause("redirect-loop", "error", "path",
+          "The URL redirects in a loop ({count} redirects): browsers give up "
+          "(ERR_TOO_MANY_REDIRECTS).",
+          "Find the hop that redirects (the chain is in the evidence). A classic: a proxy "
+          "redirects http to https while a TLS CDN in front reaches it over http "
+          "(Cloudflare SSL mode 'Flexible'); let the CDN reach it over https (SSL mode "
+          "'Full'), or redirect on X-Forwarded-Proto instead of the connection's scheme.",
+          _redirect_loop),
     Cause("dns-unresolvable", "error", "client-edge",
           "The public host name {host} does not resolve.",
           "Create the DNS record for the host (for Cloudflare: a proxied record pointing at "
@@ -339,7 +352,7 @@ CAUSES: tuple[Cause, ...] = (
           _app_not_rendering),
     Cause("affinity-missing", "error", "path",
           "Requests of one browser session reach different instances: a reconnect lost "
-          "its Streamlit session ({kept} of {reconnects} reconnects resumed it).",
+          "its Streamlit session (state reset, reload loops).",
           "Give the replicas session affinity. With `wsgate edge`, name them all in one "
           "route (`origins = [...]`, see docs/origins.md); Cloud Run: `gcloud run services "
           "update SERVICE --session-affinity`; nginx: `ip_hash;` in the upstream; HAProxy: "

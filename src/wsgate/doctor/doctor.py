@@ -155,12 +155,21 @@ class Doctor:
         if self.streamlit and with_origin.status == "fail":
             rec.skip(["session"], "skipped: the browser-like upgrade failed")
         elif self.streamlit:
-            await rec.run("session", lambda: probes.probe_session(
+            session = await rec.run("session", lambda: probes.probe_session(
                 route, path, options.timeout * 2), limit=options.timeout * 2 + 1)
+            await self.affinity_check(route, session.status == "pass")
         if options.idle_seconds:
             await rec.run("idle", lambda: probes.probe_idle(
                 route, path, self.offered, options.idle_seconds),
                 limit=options.idle_seconds + options.timeout + 1)
+
+    async def affinity_check(self, route: Route, session_ran: bool) -> None:
+        if not session_ran:
+            return self.rec.skip(["affinity"], "skipped: no Streamlit session to resume")
+        rounds = probes.AFFINITY_RECONNECTS + 1
+        await self.rec.run("affinity", lambda: probes.probe_affinity(
+            route, self.options.path, self.options.timeout * 2),
+            limit=rounds * (self.options.timeout * 3) + 1)
 
     # -- origin branch -------------------------------------------------------------
 

@@ -19,13 +19,13 @@ Where = Literal["client-edge", "edge", "edge-origin", "origin", "path"]
 # Check ids, in probe order. Stable: they are part of the --json interface.
 CheckId = Literal[
     "dns", "tcp", "tls", "http", "health", "host-config", "upgrade",
-    "upgrade-origin", "session", "idle", "forwarded",
+    "upgrade-origin", "session", "affinity", "idle", "forwarded",
     "origin-http-no-secret", "origin-upgrade-no-secret", "origin-with-secret",
 ]
 CHECK_ORDER: tuple[CheckId, ...] = get_args(CheckId)
 # The checks on the public URL; the rest probe `--origin` directly.
 PUBLIC_CHECKS: tuple[CheckId, ...] = CHECK_ORDER[: CHECK_ORDER.index("forwarded") + 1]
-STREAMLIT_ONLY: frozenset[CheckId] = frozenset({"health", "host-config", "session"})
+STREAMLIT_ONLY: frozenset[CheckId] = frozenset({"health", "host-config", "session", "affinity"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,16 @@ class SessionFacts:
 
 
 @dataclass(frozen=True)
+class AffinityFacts:
+    """Reconnects offering the previous session id, with other clients' requests in
+    between: did each come back to the same Streamlit session?"""
+
+    reconnects: int = 0  # reconnects made (each with its session id)
+    kept: int = 0  # of those, how many resumed the same session
+    lost_at: int | None = None  # the reconnect that came back with a new session
+
+
+@dataclass(frozen=True)
 class IdleFacts:
     status: int = 101
     dropped_after_s: float | None = None  # None: held for the whole time
@@ -118,12 +128,14 @@ class ErrorFacts:
 
 
 Facts = (DnsFacts | TcpFacts | TlsFacts | HttpFacts | UpgradeFacts
-         | SessionFacts | IdleFacts | ForwardedFacts | RefusalFacts | SecretFacts | ErrorFacts)
+         | SessionFacts | AffinityFacts | IdleFacts | ForwardedFacts | RefusalFacts
+         | SecretFacts | ErrorFacts)
 
 FACTS_TYPE: Mapping[CheckId, type[Facts]] = {
     "dns": DnsFacts, "tcp": TcpFacts, "tls": TlsFacts,
     "http": HttpFacts, "health": HttpFacts, "host-config": HttpFacts,
     "upgrade": UpgradeFacts, "upgrade-origin": UpgradeFacts, "session": SessionFacts,
+    "affinity": AffinityFacts,
     "idle": IdleFacts, "forwarded": ForwardedFacts, "origin-http-no-secret": RefusalFacts,
     "origin-upgrade-no-secret": RefusalFacts, "origin-with-secret": SecretFacts,
 }

@@ -142,8 +142,11 @@ def _record(progress: _Progress, data: bytes) -> None:
 async def _converse(ws_url: str, progress: _Progress, headers: Mapping[str, str] | None,
                     origin: str | None, ssl_context: ssl.SSLContext | None,
                     query_string: str, page_name: str, page_url: str | None,
-                    connect_to: tuple[str, int] | None) -> None:
+                    connect_to: tuple[str, int] | None, resume: str | None = None) -> None:
     kwargs: dict[str, Any] = {}
+    offered = [Subprotocol(SUBPROTOCOL), Subprotocol(PLACEHOLDER_TOKEN)]
+    if resume:
+        offered.append(Subprotocol(resume))  # the frontend's reconnect: previous session id
     if ssl_context is not None:
         kwargs["ssl"] = ssl_context
     if connect_to is not None:
@@ -151,7 +154,7 @@ async def _converse(ws_url: str, progress: _Progress, headers: Mapping[str, str]
         kwargs["host"], kwargs["port"] = connect_to
     async with connect(
         ws_url,
-        subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(PLACEHOLDER_TOKEN)],
+        subprotocols=offered,
         additional_headers=dict(headers or {}),
         origin=Origin(origin) if origin is not None else None,
         open_timeout=None,  # the caller's overall timeout bounds the handshake
@@ -184,12 +187,15 @@ async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
                       origin: str | None = None, timeout: float = 15.0,  # noqa: ASYNC109
                       ssl_context: ssl.SSLContext | None = None, query_string: str = "",
                       page_name: str = "", page_url: str | None = None,
-                      connect_to: tuple[str, int] | None = None) -> SessionResult:
+                      connect_to: tuple[str, int] | None = None,
+                      resume: str | None = None) -> SessionResult:
     """Open a Streamlit session at `ws_url` (…/_stcore/stream) and run the script once.
 
     `headers` are sent on the upgrade (e.g. the secret when testing an origin
     directly); `origin` sets the Origin header as a browser would; `connect_to`
-    (address, port) dials there instead of the URL's host. Never raises for
+    (address, port) dials there instead of the URL's host; `resume` offers a
+    previous session id as the frontend does when it reconnects (the same server
+    process resumes that session, any other starts a new one). Never raises for
     connection or protocol problems: they are reported in `error`.
     """
     progress = _Progress()
@@ -198,7 +204,7 @@ async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
     try:
         await asyncio.wait_for(
             _converse(ws_url, progress, headers, origin, ssl_context, query_string,
-                      page_name, page_url, connect_to),
+                      page_name, page_url, connect_to, resume),
             timeout)
     except (TimeoutError, WebSocketException, DecodeError, OSError, ValueError) as exc:
         error = _failure(exc, progress, timeout)
