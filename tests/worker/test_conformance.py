@@ -129,8 +129,8 @@ def test_connection_tricks_cannot_remove_the_edges_headers(
 
 
 def test_a_header_named_in_connection_is_dropped(target: Edge, origin: RecordingOrigin) -> None:
-    request = ("GET /echo HTTP/1.1\r\nHost: app.example.com\r\nX-Hop: secret-ish\r\n"
-               "X-Kept: yes\r\nConnection: X-Hop\r\n\r\n").encode()
+    request = (b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\nX-Hop: secret-ish\r\n"
+               b"X-Kept: yes\r\nConnection: X-Hop\r\n\r\n")
     resp, seen = one(target, origin, request)
     assert resp.status == 200
     assert seen[0].values("x-hop") == []
@@ -246,9 +246,9 @@ def test_library_client_sees_the_403(target: Edge) -> None:
 
 def test_a_broken_handshake_is_refused_before_the_origin(
         target: Edge, origin: RecordingOrigin) -> None:
-    request = ("GET /ws HTTP/1.1\r\nHost: app.example.com\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: short\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    request = (b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: short\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
     resp, seen = one(target, origin, request)
     assert resp.status == 400
     assert seen == []
