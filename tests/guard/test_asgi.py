@@ -74,14 +74,24 @@ async def ws_status(url: str, headers: dict[str, str] | None = None) -> tuple[in
 
 
 def test_http_refused_without_secret(guarded: Guarded) -> None:
-    for headers in ({}, {"X-CF-Secret": "wrong"}):
-        response = httpx.get(guarded.url("/hello"), headers=headers)
-        assert response.status_code == 403
-        assert response.headers["content-type"] == "text/plain; charset=utf-8"
-        assert PUBLIC_URL in response.text
+    response = httpx.get(guarded.url("/hello"))
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.text.startswith("Direct access refused") and PUBLIC_URL in response.text
     repeated = httpx.get(guarded.url("/hello"),
                          headers=[("X-CF-Secret", SECRETS[0]), ("X-CF-Secret", SECRETS[0])])
-    assert repeated.status_code == 403
+    assert repeated.status_code == 403 and "more than once" in repeated.text
+
+
+def test_a_different_secret_is_told_apart_from_none(guarded: Guarded) -> None:
+    # A request that came through an edge holding another secret: the page says the
+    # secrets differ, and nothing of either value.
+    wrong = SECRETS[0][:-1] + "X"  # one character off
+    response = httpx.get(guarded.url("/hello"), headers={"X-CF-Secret": wrong})
+    assert response.status_code == 403
+    assert "different secrets" in response.text
+    assert "Direct access refused" not in response.text
+    assert wrong not in response.text and not any(s in response.text for s in SECRETS)
 
 
 def test_http_passes_with_either_secret(guarded: Guarded) -> None:
@@ -160,3 +170,28 @@ def test_pending_summary_is_written_at_shutdown() -> None:
     events = started.events()
     started.log.unlink(missing_ok=True)
     assert [e.get("refusedCount") for e in events] == [None, 4]
+
+
+def test_access_log_one_event_per_request_and_session(guarded: Guarded) -> None:
+    headers = {"X-CF-Secret": SECRETS[0], "X-Real-IP": "203.0.113.9",
+               "X-Request-Id": "access-http-1", "User-Agent": "access-test"}
+    response = httpx.get(guarded.url("/hello"), headers=headers)
+    assert response.status_code == 200
+    status, _ = asyncio.run(ws_status(guarded.ws("/ws"), {
+        "X-CF-Secret": SECRETS[1], "X-Request-Id": "access-ws-1"}))
+    assert status == 101
+    events = {e.get("requestId"): e for e in guarded.events()}
+    http = events["access-http-1"]
+    assert (http["message"], http["severity"], http["source"]) == ("request", "INFO", "origin")
+    assert http["isWebSocket"] is False
+    assert http["httpRequest"]["status"] == 200
+    assert http["httpRequest"]["requestUrl"] == "/hello"
+    assert http["httpRequest"]["remoteIp"] == "203.0.113.9"  # the edge's view, trusted
+    assert http["httpRequest"]["userAgent"] == "access-test"
+    assert http["bytesToClient"] == len(response.content)
+    ws = events["access-ws-1"]
+    assert (ws["message"], ws["isWebSocket"]) == ("websocket session", True)
+    assert ws["httpRequest"]["status"] == 101
+    assert (ws["closedBy"], ws["closeCode"]) == ("origin", 1000)  # the app closed it
+    assert ws["bytesToClient"] > 0 and isinstance(ws["wsDurationMs"], int)
+    assert not any(secret in guarded.log.read_text() for secret in SECRETS)

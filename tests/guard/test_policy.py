@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsgate.guard import policy
-from wsgate.guard.secrets import SecretError, load_secrets, split_env_value, split_file_text
+from wsgate.guard.secrets import (
+    SecretError,
+    describe_missing,
+    load_secrets,
+    split_env_value,
+    split_file_text,
+)
 
 NAME = b"x-cf-secret"
 token = st.text(alphabet=string.ascii_letters + string.digits + "-_.~", min_size=1,
@@ -176,3 +182,20 @@ def test_secret_errors_never_echo_the_value() -> None:
     with pytest.raises(SecretError) as caught:
         load_secrets(["A"], {"A": "bad value\u00e9"}, None)
     assert "bad value" not in str(caught.value) and "$A" in str(caught.value)
+
+
+def test_refusal_text_tells_a_different_secret_from_none() -> None:
+    missing = policy.refusal_text("https://app.example.com", "missing")
+    assert missing.startswith("Direct access refused") and "https://app.example.com" in missing
+    mismatch = policy.refusal_text("https://app.example.com", "mismatch")
+    assert "different secrets" in mismatch and "Direct access refused" not in mismatch
+    assert "more than once" in policy.refusal_text(None, "repeated")
+    assert policy.refusal_text(None, "missing").startswith("Direct access refused")
+
+
+def test_describe_missing_tells_empty_from_unset() -> None:
+    assert describe_missing(["WSGATE_SECRET"], {"WSGATE_SECRET": ""}) == \
+        "$WSGATE_SECRET is empty"
+    assert describe_missing(["WSGATE_SECRET"], {"WSGATE_SECRET": " , "}) == \
+        "$WSGATE_SECRET is empty"
+    assert describe_missing(["A", "B"], {"B": ""}) == "$A is not set, $B is empty"

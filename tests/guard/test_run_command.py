@@ -4,8 +4,11 @@ st.App launchers, --public-url, --insecure-no-secret, and one-line errors."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from tests.guard.fixtures import (
     http_get,
     start_guarded_streamlit,
 )
-from tests.support import LOOPBACK, wsgate_command
+from tests.support import LOOPBACK, free_port, wait_until, wsgate_command
 from wsgate.doctor.streamlit_session import run_session
 
 pytestmark = [pytest.mark.streamlit, pytest.mark.slow]
@@ -47,6 +50,15 @@ def test_config_toml_and_environment_are_honoured(configured: GuardedStreamlit) 
     result = asyncio.run(run_session(configured.ws_url, headers=configured.secret_headers,
                                      timeout=30))
     assert result.ok, result
+
+
+def test_console_names_the_public_url_not_the_origin(configured: GuardedStreamlit) -> None:
+    # Streamlit's own banner would invite users to open the origin, which answers 403.
+    output = configured.server.output()
+    assert "You can now view your Streamlit app" not in output
+    assert (f"wsgate run: origin listening on http://{LOOPBACK}:{configured.port}/app "
+            f"(guarded: answers 403 without the secret; open the app at {PUBLIC_URL})"
+            ) in output
 
 
 def test_refusal_names_the_public_url(configured: GuardedStreamlit) -> None:
@@ -114,11 +126,28 @@ def test_missing_script_is_one_line() -> None:
     assert done.stderr.strip() == "wsgate run: script not found: does-not-exist.py"
 
 
+def test_forgotten_script_is_named_missing() -> None:
+    done = run_cli("--server.port", "8613", env={"WSGATE_SECRET": "x" * 20})
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("wsgate run: the script is missing: give it first, "
+                                   "e.g. wsgate run app.py --server.port 8613")
+
+
 def test_no_secret_refuses_to_start() -> None:
     done = run_cli(str(SHOW_CONTEXT_APP))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no secret configured" in done.stderr
+    assert "$WSGATE_SECRET is not set" in done.stderr
     assert "--insecure-no-secret" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["", " , "])
+def test_empty_secret_is_called_empty(value: str) -> None:
+    done = run_cli(str(SHOW_CONTEXT_APP), "--secret-env", "CLOUDFLARE_WORKER_SECRET",
+                   env={"CLOUDFLARE_WORKER_SECRET": value})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "$CLOUDFLARE_WORKER_SECRET is empty" in done.stderr
+    assert "not set" not in done.stderr
 
 
 def test_original_variable_name_works(tmp_path: Path) -> None:
@@ -144,3 +173,43 @@ def test_bad_public_url_is_one_line() -> None:
                    env={"WSGATE_SECRET": "x" * 20})
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--public-url" in done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stops_on_a_signal_after_its_stdout_pipe_closed(signum: int) -> None:
+    # `wsgate run app.py | tee origin.log`, then Ctrl-C: the terminal's SIGINT ends
+    # tee too, so the origin's stdout is a pipe without a reader when it stops.
+    port = free_port()
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            wsgate_command("run", str(SHOW_CONTEXT_APP), "--server.port", str(port),
+                           "--server.address", LOOPBACK, "--server.headless", "true"),
+            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+            env={**os.environ, "WSGATE_SECRET": "pipe-test-secret-0123456789"})
+
+        def up_or_exited() -> bool:
+            if process.poll() is not None:
+                return True
+            try:
+                return http_get(f"http://{LOOPBACK}:{port}/_stcore/health",
+                                timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        try:
+            assert wait_until(up_or_exited, timeout=90)
+            assert process.poll() is None
+            assert process.stdout is not None
+            process.stdout.close()  # tee is gone
+            process.send_signal(signum)
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
+    assert code == 0, errors
+    assert "Traceback" not in errors and "Logging error" not in errors
+    with pytest.raises(OSError), socket.create_connection((LOOPBACK, port), timeout=2):
+        pass

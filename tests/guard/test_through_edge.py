@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.guard.fixtures import SECRETS, GuardedStreamlit, http_get, start_guarded_streamlit
-from tests.support import LOOPBACK, ServerProcess, free_port, wsgate_command
+from tests.support import LOOPBACK, ServerProcess, free_port, wait_until, wsgate_command
 from wsgate.doctor.streamlit_session import SessionResult, run_session
 
 pytestmark = [pytest.mark.streamlit, pytest.mark.slow]
+
+
+EDGE_LOG = Path(tempfile.gettempdir()) / f"wsgate-guard-edge-{free_port()}.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +27,7 @@ def stack() -> Iterator[tuple[GuardedStreamlit, str]]:
         port = free_port()
         edge = ServerProcess(
             wsgate_command("edge", "--origin", f"http://{LOOPBACK}:{origin.port}",
-                           "--listen", f"{LOOPBACK}:{port}",
+                           "--listen", f"{LOOPBACK}:{port}", "--log-file", str(EDGE_LOG),
                            "--client-ip-header", "CF-Connecting-IP"),
             port, {"WSGATE_SECRET": SECRETS[1]})  # the edge holds the "old" secret
         edge.start(60)
@@ -29,6 +35,12 @@ def stack() -> Iterator[tuple[GuardedStreamlit, str]]:
             yield origin, f"http://{LOOPBACK}:{port}"
         finally:
             edge.stop()
+            EDGE_LOG.unlink(missing_ok=True)
+
+
+def edge_events() -> list[dict[str, Any]]:
+    lines = EDGE_LOG.read_text().splitlines() if EDGE_LOG.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def session(url: str, headers: dict[str, str] | None = None) -> SessionResult:
@@ -71,6 +83,34 @@ def test_echo_through_the_edge(stack: tuple[GuardedStreamlit, str]) -> None:
     status, body, _ = http_get(edge_url + "/_wsgate/echo")
     assert status == 200, body
     echo = json.loads(body)
-    assert echo["scheme"] == "https"  # the edge's default X-Forwarded-Proto
+    assert echo["scheme"] == "http"  # the scheme this plain-http edge really served
     assert echo["forwarded"]["for"] and echo["requestId"]
     assert not any(secret in body for secret in SECRETS)
+
+
+def test_origin_access_log_joins_the_edge_by_request_id(
+        stack: tuple[GuardedStreamlit, str]) -> None:
+    origin, edge_url = stack
+    status, _, _ = http_get(edge_url + "/_stcore/host-config")
+    assert status == 200
+    assert session(edge_url).ok
+
+    def pairs(message: str, path: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        at_origin = {e.get("requestId"): e for e in origin.events()
+                     if e.get("message") == message}
+        return [(e, at_origin[e["requestId"]]) for e in edge_events()
+                if e.get("message") == message and e.get("requestId") in at_origin
+                and e["httpRequest"]["requestUrl"].endswith(path)]
+
+    # Both sides write their line when the exchange ends; the edge in batches.
+    assert wait_until(lambda: pairs("request", "/_stcore/host-config"), timeout=10)
+    assert wait_until(lambda: pairs("websocket session", "/_stcore/stream"), timeout=10)
+    edge, at_origin = pairs("request", "/_stcore/host-config")[0]
+    assert at_origin["source"] == "origin" and at_origin["httpRequest"]["status"] == 200
+    assert at_origin["httpRequest"]["requestUrl"] == "/_stcore/host-config"
+    edge, at_origin = pairs("websocket session", "/_stcore/stream")[0]
+    assert edge["isWebSocket"] is True and edge["httpRequest"]["status"] == 101
+    assert at_origin["isWebSocket"] is True and at_origin["httpRequest"]["status"] == 101
+    assert at_origin["closedBy"] == "client" and at_origin["bytesToClient"] > 0
+    text = origin.log_file.read_text()
+    assert not any(secret in text for secret in SECRETS)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any, Final
 
 from wsgate.guard import policy
+from wsgate.guard.access import AccessRecord
 from wsgate.logs.events import LOGGER_NAME, HttpRequest, build_event, emit
 
 Scope = MutableMapping[str, Any]
@@ -64,6 +65,7 @@ class OriginGuard:
         logger: logging.Logger | None = None,
         flood_limit: int = 10,
         flood_window_s: float = 60.0,
+        access_log: bool = True,
     ) -> None:
         cleaned = [s for s in secrets if s]
         if not cleaned and not insecure_no_secret:
@@ -87,6 +89,7 @@ class OriginGuard:
         self._logger = logger or logging.getLogger(LOGGER_NAME)
         self._limiter = policy.RefusalLimiter(flood_limit, flood_window_s)
         self._last_sweep = 0.0
+        self._access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -112,7 +115,23 @@ class OriginGuard:
         scope["headers"] = policy.without_header(headers, self._header)
         if authenticated and self._trust_forwarded:
             self._apply_forwarded(scope, headers)
-        if authenticated and kind == "http" and path in self._echo:
+        if not self._access_log:
+            await self._pass(scope, receive, send, headers, authenticated)
+            return
+        record = AccessRecord(scope, request_id=policy.request_id(headers),
+                              user_agent=policy.header_text(headers, b"user-agent"))
+        try:
+            await self._pass(scope, record.receive(receive), record.send(send), headers,
+                             authenticated)
+        except BaseException as exc:
+            record.failed(exc)
+            raise
+        finally:
+            emit(self._logger, record.event())
+
+    async def _pass(self, scope: Scope, receive: Receive, send: Send,
+                    headers: Sequence[policy.Header], authenticated: bool) -> None:
+        if authenticated and scope["type"] == "http" and scope.get("path") in self._echo:
             await self._echo_response(scope, send, headers)
             return
         await self.app(scope, receive, send)
@@ -130,7 +149,7 @@ class OriginGuard:
     async def _refuse(self, scope: Scope, send: Send, headers: Sequence[policy.Header],
                       reason: str) -> None:
         is_websocket = scope["type"] == "websocket"
-        body = policy.refusal_text(self._public_url).encode("utf-8")
+        body = policy.refusal_text(self._public_url, reason).encode("utf-8")
         response_headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
@@ -161,10 +180,10 @@ class OriginGuard:
             self._emit_summary(summary)
         if not log_it:
             return
-        user_agent = next((v.decode("latin-1") for k, v in headers if k == b"user-agent"), "")
+        user_agent = policy.header_text(headers, b"user-agent")
         http = HttpRequest(method=str(scope.get("method", "GET")), url=path, status=403,
                            latency_s=0.0, remote_ip=address, user_agent=user_agent[:256],
-                           response_size=len(policy.refusal_text(self._public_url)),
+                           response_size=len(policy.refusal_text(self._public_url, reason)),
                            protocol=f"HTTP/{scope.get('http_version', '1.1')}")
         emit(self._logger, build_event(
             source="origin", message=REFUSED_MESSAGE, severity="WARNING", http=http,

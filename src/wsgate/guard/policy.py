@@ -135,6 +135,11 @@ def forwarded_client(headers: Sequence[Header]) -> str | None:
     return None
 
 
+def header_text(headers: Iterable[Header], name: bytes) -> str:
+    """The first `name` header's value as text, "" when absent."""
+    return next((value.decode("latin-1") for key, value in headers if key == name), "")
+
+
 def request_id(headers: Iterable[Header]) -> str | None:
     """A well-formed X-Request-Id (short, no control characters), else None."""
     for name, value in headers:
@@ -143,7 +148,16 @@ def request_id(headers: Iterable[Header]) -> str | None:
     return None
 
 
-def refusal_text(public_url: str | None) -> str:
+def refusal_text(public_url: str | None, reason: str = "missing") -> str:
+    """The 403 page. A request that carried the secret header came through an edge:
+    it is told the two sides' secrets differ (never anything about either value)."""
+    if reason == "mismatch":
+        return ("Refused: this request carries the edge's secret header, but its value "
+                "differs from the secret this origin expects. The edge and the origin are "
+                "configured with different secrets: give both the same value.\n")
+    if reason == "repeated":
+        return ("Refused: the secret header appears more than once in this request "
+                "(does a proxy on the way add its own copy?).\n")
     if public_url:
         return f"Direct access refused. Open {public_url} instead.\n"
     return "Direct access refused: this server only answers requests from its edge proxy.\n"

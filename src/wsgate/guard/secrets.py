@@ -41,6 +41,13 @@ def _validate(values: Iterable[str], source: str) -> list[str]:
     return out
 
 
+def describe_missing(env_names: Iterable[str], env: Mapping[str, str]) -> str:
+    """Why no secret came from the environment: each variable "is empty" (set, but
+    blank or only commas) or "is not set" (pure; never shows a value)."""
+    states = [f"${name} is {'empty' if name in env else 'not set'}" for name in env_names]
+    return ", ".join(states) or "no --secret-env given"
+
+
 def load_secrets(env_names: Iterable[str], env: Mapping[str, str],
                  secret_file: str | None) -> tuple[list[str], list[str]]:
     """(secrets, sources used). Duplicates are dropped, order kept."""

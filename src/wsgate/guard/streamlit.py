@@ -48,6 +48,7 @@ class GuardSettings:
     insecure_no_secret: bool = False
     flood_limit: int = 10
     flood_window_s: float = 60.0
+    access_log: bool = True
     logger: logging.Logger | None = field(default=None, compare=False)
 
 
@@ -103,6 +104,7 @@ def guard_factory(settings: GuardSettings) -> Callable[[ASGIApp], ASGIApp]:
             logger=settings.logger,
             flood_limit=settings.flood_limit,
             flood_window_s=settings.flood_window_s,
+            access_log=settings.access_log,
         )
 
     return wrap
@@ -160,6 +162,8 @@ def install(settings: GuardSettings) -> None:
     disable_external_ip_lookup()
     if hasattr(module, "_bind_server_socket") and hasattr(module, "_is_port_manually_set"):
         _explain_port_in_use(module)
+    _replace_banner(settings)
+    _stop_on_signals_despite_pipes()
 
 
 def disable_external_ip_lookup() -> None:
@@ -196,6 +200,63 @@ def _explain_port_in_use(module: Any) -> None:
             raise
 
     module._bind_server_socket = bind
+
+
+def listening_url(address: str, port: int, base_url_path: str = "") -> str:
+    """The origin's own URL as bound: a wildcard or unset address shows as localhost."""
+    host = address.strip() or "localhost"
+    if host in ("0.0.0.0", "::"):
+        host = "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    base = base_url_path.strip("/")
+    return f"http://{host}:{port}" + (f"/{base}" if base else "")
+
+
+def banner(url: str, settings: GuardSettings) -> str:
+    """The line printed instead of Streamlit's "You can now view your app" banner,
+    which would advertise a URL that, guarded, only ever answers 403."""
+    if settings.insecure_no_secret:
+        return f"wsgate run: origin listening on {url} (guard OFF: open it directly)"
+    where = (f"open the app at {settings.public_url}" if settings.public_url
+             else f"open the app through your edge (e.g. wsgate edge --origin {url})")
+    return (f"wsgate run: origin listening on {url} (guarded: answers 403 without "
+            f"the secret; {where})")
+
+
+def _replace_banner(settings: GuardSettings) -> None:
+    """Both launch paths (plain script, st.App) print through `bootstrap._print_url`
+    once the final port is bound, so the line is also the origin's own report of the
+    port it really listens on (`wsgate demo` waits for it)."""
+    import sys
+
+    from streamlit import config
+    from streamlit.web import bootstrap
+
+    def print_url(is_running_hello: bool) -> None:
+        url = listening_url(str(config.get_option("server.address") or ""),
+                            int(config.get_option("server.port")),
+                            str(config.get_option("server.baseUrlPath") or ""))
+        print(banner(url, settings), file=sys.stderr, flush=True)
+
+    bootstrap._print_url = print_url
+
+
+def _stop_on_signals_despite_pipes() -> None:
+    """Keep Streamlit's handlers (SIGQUIT...) but make SIGINT/SIGTERM always stop
+    the server, see wsgate.guard.signals."""
+    from streamlit.web import bootstrap
+
+    from wsgate.guard.signals import install_stop_handlers
+
+    original = bootstrap._set_up_signal_handler
+    install_stop_handlers(None)
+
+    def set_up(server: Any) -> None:
+        original(server)
+        install_stop_handlers(server.stop)
+
+    bootstrap._set_up_signal_handler = set_up
 
 
 def run_streamlit(script: str, streamlit_args: Sequence[str]) -> int:
