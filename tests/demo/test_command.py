@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,13 +54,16 @@ def test_check_passes_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert (logs / "origin.jsonl").exists()
     for name in ("edge.jsonl", "origin.jsonl", "edge.out", "origin.out"):
         assert "x-cf-secret:" not in (logs / name).read_text().lower()
+    assert f"Logs kept in {logs}" in out  # a --log-dir of the user's is never removed
 
 
-def test_interactive_runs_until_ctrl_c(tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    process = subprocess.Popen(demo("--log-dir", str(logs)), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+def test_interactive_runs_until_ctrl_c_and_keeps_its_logs() -> None:
+    # No --log-dir: the screen shows a `wsgate logs` command for a temporary
+    # directory, so Ctrl-C must keep that directory and say where it is.
+    process = subprocess.Popen(demo(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     lines: list[str] = []
+    logs: Path | None = None
     try:
         assert process.stdout is not None
         deadline = time.monotonic() + TIMEOUT
@@ -70,6 +78,9 @@ def test_interactive_runs_until_ctrl_c(tmp_path: Path) -> None:
         assert "Press Ctrl-C" in text, text
         public = int(re.search(r"Open\s+http://127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
         direct = int(re.search(r"Direct\s+http://127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
+        shown = re.search(r"wsgate logs --join (\S+)/edge\.jsonl (\S+)/origin\.jsonl", text)
+        assert shown is not None and shown[1] == shown[2], text
+        logs = Path(shown[1])
         wait_for_port(public, timeout=5)
         wait_for_port(direct, timeout=5)
         children = pids_mentioning(str(logs))
@@ -77,15 +88,20 @@ def test_interactive_runs_until_ctrl_c(tmp_path: Path) -> None:
 
         process.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C does
         rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, text + rest
+        assert "stopped." in rest
+        assert f"Logs kept in {logs}: wsgate logs --join {logs}/edge.jsonl" in rest
+        assert (logs / "edge.jsonl").stat().st_size > 0  # the health checks, at least
+        assert (logs / "origin.jsonl").exists()
+        assert "Traceback" not in text + rest
+        assert pids_mentioning(str(logs)) == []
+        assert port_is_closed(public) and port_is_closed(direct)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
-    assert process.returncode == 0, text + rest
-    assert "stopped." in rest
-    assert "Traceback" not in text + rest
-    assert pids_mentioning(str(logs)) == []
-    assert port_is_closed(public) and port_is_closed(direct)
+        if logs is not None:
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 def test_sigterm_stops_cleanly_too(tmp_path: Path) -> None:
@@ -142,3 +158,59 @@ def test_check_fails_when_the_app_does_not_render(tmp_path: Path) -> None:
     assert "SyntaxError" in done.stdout  # the origin's output is shown to explain it
     assert "Traceback" not in done.stderr
     assert pids_mentioning(str(logs)) == []
+
+
+class _HealthyStack(BaseHTTPRequestHandler):
+    """Answers every GET 200 "ok", as another stack's /_stcore/health does."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def healthy_server_on_a_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthyStack)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("taken", "child", "cause"), [
+    ("--origin-port", "origin (wsgate run)", "is already in use"),
+    ("--port", "edge (wsgate edge)", "ddress already in use"),
+])
+def test_port_served_by_another_stack_is_not_taken_for_ready(taken: str, child: str,
+                                                             cause: str) -> None:
+    # The other server answers the health path 200 the whole time: readiness must
+    # come from the demo's own child, which fails to bind and says why.
+    with healthy_server_on_a_port() as port:
+        done = subprocess.run(demo("--check", taken, str(port)), capture_output=True,
+                              text=True, timeout=TIMEOUT, check=False)
+    out = done.stdout
+    kept = re.search(r"Logs kept in (\S+):", out)
+    try:
+        assert done.returncode == 1, out + done.stderr
+        assert f"✗ {child} exited with status 1 before it was ready" in out, out
+        assert f"last lines of the {child} output:" in out
+        assert cause in out  # the child's own words, not just an exit status
+        assert "doctor through the edge" not in out  # nothing ran against the other stack
+        assert f"127.0.0.1:{port}   the app" not in out
+        assert kept is not None, out
+        logs = Path(kept[1])
+        output = (logs / ("origin.out" if "origin" in child else "edge.out")).read_text()
+        assert cause in output
+        assert "Traceback" not in done.stderr
+        assert pids_mentioning(str(logs)) == []
+    finally:
+        if kept is not None:
+            shutil.rmtree(kept[1], ignore_errors=True)

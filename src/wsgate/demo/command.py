@@ -106,13 +106,21 @@ def show_origin_report(console: Console, refusal: Refusal, run: DoctorRun) -> No
                   f"{escape(verdict)}[/]")
 
 
+def show_output(console: Console, name: str, text: str) -> None:
+    """A child's last lines, where the real cause of a failure is."""
+    if text:
+        console.print(f"[dim]last lines of the {escape(name)} output:[/]", highlight=False)
+        console.print(escape(text), highlight=False)
+
+
 def wait_forever(console: Console, stack: DemoStack) -> int:
     """Until Ctrl-C (exit 0) or until a child dies on its own (exit 1)."""
     while True:
         dead = stack.first_dead()
         if dead is not None:
             code = dead.process.returncode if dead.process else None
-            console.print(f"[red]✗ {dead.name} exited on its own (status {code})[/]")
+            console.print(f"[red]✗ {escape(dead.name)} exited on its own (status {code})[/]")
+            show_output(console, dead.name, tail(dead.output))
             return 1
         time.sleep(0.5)
 
@@ -154,14 +162,29 @@ def demo(check: bool, app_path: Path | None, port: int, origin_port: int,
                     origin_port=origin_port or free_port(), edge_port=port or free_port(),
                     log_dir=logs)
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
+    code = 1
     try:
         code = _run(console, plan, check, startup_timeout)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if temporary:
-            shutil.rmtree(logs, ignore_errors=True)
+        _keep_or_remove_logs(console, plan, temporary=temporary,
+                             passed_check=check and code == 0)
     raise SystemExit(code)
+
+
+def _keep_or_remove_logs(console: Console, plan: DemoPlan, *, temporary: bool,
+                         passed_check: bool) -> None:
+    """A passed --check in a temporary directory leaves nothing behind; every other
+    ending keeps the logs (the screen showed a `wsgate logs` command for them, or
+    they explain a failure) and says where they are."""
+    if temporary and passed_check:
+        shutil.rmtree(plan.log_dir, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        console.print(f"Logs kept in [bold]{escape(str(plan.log_dir))}[/]: "
+                      f"wsgate logs --join {escape(str(plan.edge_log))} "
+                      f"{escape(str(plan.origin_log))}", highlight=False)
 
 
 def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) -> int:
@@ -198,6 +221,7 @@ def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) 
         code = wait_forever(console, stack)
     except StartupError as exc:
         console.print(f"[red]✗ {escape(str(exc))}[/]")
+        show_output(console, exc.child, exc.output)
         return 1
     except (KeyboardInterrupt, Stopped):
         # Stopping is how an interactive demo ends; an interrupted check did not pass.
@@ -230,10 +254,7 @@ def _check_result(console: Console, stack: DemoStack, problems: list[str]) -> in
     for problem in problems:
         console.print(f"  - {escape(problem)}")
     for child in stack.children:
-        text = tail(child.output)
-        if text:
-            console.print(f"[dim]last lines of {child.name} output:[/]")
-            console.print(escape(text), highlight=False)
+        show_output(console, child.name, tail(child.output))
     return 1
 
 

@@ -13,6 +13,7 @@ import http.client
 import importlib.resources
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -187,15 +188,33 @@ def parse_doctor_output(url: str, exit_code: int, stdout: str, stderr: str,
 
 
 class StartupError(RuntimeError):
-    """A child did not come up; the message says which and shows its last output."""
+    """A child did not come up: the message says which and why, `output` holds its
+    last lines (where the real cause is, e.g. "address already in use")."""
+
+    def __init__(self, message: str, child: str = "", output: str = "") -> None:
+        super().__init__(message)
+        self.child = child
+        self.output = output
+
+
+# What `wsgate run` and `wsgate edge` print once their listening socket is bound.
+_LISTENING = re.compile(r"listening on [a-z]+://(\[[^\]\s]+\]|[^\s:/\[\]]+):(\d+)")
+
+
+def reported_listening(output: str) -> set[tuple[str, int]]:
+    """The (host, port) pairs a child's output says it listens on (pure)."""
+    return {(host.strip("[]"), int(port)) for host, port in _LISTENING.findall(output)}
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(read_text(path).splitlines()[-lines:])
 
 
 @dataclass
@@ -254,24 +273,32 @@ def http_status(url_host: str, port: int, path: str, headers: Mapping[str, str] 
 
 
 def wait_until_healthy(child: Child, host: str, port: int, deadline: float) -> float:
-    """Poll the health path until 200; returns seconds since the child started."""
+    """Wait until `child` itself serves `host:port`; returns seconds since it started.
+
+    Another server already on that port also answers the health path, so a 200
+    counts only once the child is alive *and* has reported binding that very port
+    (the bind would have failed had the port been taken).
+    """
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         if not child.alive():
             code = child.process.returncode if child.process else None
-            raise StartupError(
-                f"{child.name} exited with status {code} before it was ready\n"
-                f"{tail(child.output)}")
-        try:
-            status = http_status(host, port, HEALTH_PATH, timeout=2.0)
-            if status == 200:
-                return time.monotonic() - child.started_at
-            last_error = f"{HEALTH_PATH} answered {status}"
-        except OSError as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
+            raise StartupError(f"{child.name} exited with status {code} before it was ready",
+                               child.name, tail(child.output))
+        bound = (host, port) in reported_listening(read_text(child.output))
+        if not bound:
+            last_error = f"it has not reported listening on {host}:{port}"
+        else:
+            try:
+                status = http_status(host, port, HEALTH_PATH, timeout=2.0)
+                if status == 200:
+                    return time.monotonic() - child.started_at
+                last_error = f"{HEALTH_PATH} answered {status}"
+            except OSError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
-    raise StartupError(
-        f"{child.name} was not ready in time ({last_error})\n{tail(child.output)}")
+    raise StartupError(f"{child.name} was not ready in time ({last_error})",
+                       child.name, tail(child.output))
 
 
 def probe_refusal(host: str, port: int) -> Refusal:
