@@ -45,4 +45,26 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wsgate")
 def main() -> None:
-    """Make WebSocket apps work, stay private and stay diagnosable behind an edge proxy."""
+    """Make WebSocket apps work, stay private and stay diagnosable behind an edge proxy.
+
+    \b
+    Examples:
+      wsgate demo                                  # the whole system on loopback
+      wsgate edge --origin URL --listen HOST:PORT
+      wsgate run app.py --server.port 8501
+      wsgate doctor URL
+      wsgate logs --join PATH PATH
+
+    \b
+    Environment:
+      WSGATE_SECRET   the shared secret of the edge and the origin (each command's
+                      --help names the variables it reads)
+
+    \b
+    Exit status (each command's --help details its own):
+      0  success
+      1  a failure the command found or reports
+      2  usage error
+
+    Run `wsgate COMMAND --help` for a command's options and examples.
+    """

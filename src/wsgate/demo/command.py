@@ -125,28 +125,55 @@ def wait_forever(console: Console, stack: DemoStack) -> int:
         time.sleep(0.5)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+DEMO_HELP = """Start a guarded sample Streamlit app behind the edge, on loopback.
+
+Starts `wsgate run` (the origin, with a fresh secret) and `wsgate edge` in front of
+it, runs the doctor through the edge and against the origin directly, prints the
+URL to open (through the edge), the origin's own URL (which answers 403) and a
+`wsgate logs` command for both logs, and runs until Ctrl-C. The logs are kept on
+every ending except a passed --check in a temporary directory.
+
+\b
+Examples:
+  wsgate demo
+  wsgate demo --check                       # CI: exit 0 only when healthy
+  wsgate demo --app PATH --port 8080        # your own script behind the edge
+  wsgate demo --log-dir PATH
+
+\b
+Environment:
+  WSGATE_SECRET   set by the demo for its two processes (fresh each time);
+                  yours is not read
+  STREAMLIT_*     not passed on, so a local Streamlit setup cannot change the demo
+
+\b
+Exit status:
+  0    stopped by Ctrl-C/SIGTERM/SIGHUP, or --check passed
+  1    --check failed, or a process failed to start or exited on its own
+  2    usage error
+  130  --check interrupted before it finished
+"""
+
+
+@click.command(help=DEMO_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--check", is_flag=True,
               help="Non-interactive: exit 0 only if the doctor reports ok through the edge "
                    "and the origin refuses direct access, else print what failed and exit 1.")
 @click.option("--app", "app_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Streamlit script to serve instead of the bundled sample.")
+              default=None, metavar="PATH", show_default="the bundled sample",
+              help="Streamlit script to serve instead of the bundled sample.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Edge (public) port on 127.0.0.1; 0 picks a free one.")
+              metavar="PORT", help="Edge (public) port on 127.0.0.1; 0 picks a free one.")
 @click.option("--origin-port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Origin port on 127.0.0.1; 0 picks a free one.")
+              metavar="PORT", help="Origin port on 127.0.0.1; 0 picks a free one.")
 @click.option("--startup-timeout", type=click.FloatRange(1, 600), default=90.0,
-              show_default=True, help="Seconds to wait for both processes to be ready.")
+              show_default=True, metavar="SECONDS",
+              help="Seconds to wait for both processes to be ready.")
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the edge's and origin's logs here (default: a temporary "
-                   "directory removed on exit).")
+              metavar="PATH", show_default="a new temporary directory",
+              help="Write the edge's and origin's logs here.")
 def demo(check: bool, app_path: Path | None, port: int, origin_port: int,
          startup_timeout: float, log_dir: Path | None) -> None:
-    """Start a guarded sample Streamlit app behind the edge, on loopback.
-
-    Prints the public URL (through the edge) and the origin's own URL (which
-    refuses you: 403), runs the doctor against both, and runs until Ctrl-C.
-    """
     console = Console(highlight=False, soft_wrap=True)
     if port and port == origin_port:
         raise click.BadParameter("the edge and the origin need different ports",
