@@ -10,11 +10,12 @@ import pytest
 
 from tests.logs.helpers import FIXTURES, FOREIGN, json_lines, run_logs
 from tests.support import wsgate_command
-from wsgate.logs.join import join, summarise
+from wsgate.logs.join import join
 from wsgate.logs.model import EVENT_FIELDS, event_epoch
 from wsgate.logs.query import build_query
 from wsgate.logs.reader import ReadStats, read_events
 from wsgate.logs.render import pretty_group, pretty_line, summary_text
+from wsgate.logs.summary import summarise
 
 
 def test_mixed_formats_from_files_and_stdin() -> None:

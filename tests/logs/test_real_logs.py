@@ -120,10 +120,13 @@ def test_filters_on_real_logs(stack: Stack) -> None:
         assert out.returncode == 0, out.stderr
         return json_lines(out.stdout)
 
-    sessions = run("--websocket", "--status", "1xx")
-    assert len(sessions) == 1 and sessions[0]["source"] == "edge"
-    assert sessions[0]["closeCode"] == stack.ws_close_code or stack.ws_close_code is None
-    assert sessions[0]["wsDurationMs"] >= 0
+    # The one session, as the edge and the origin's access log saw it: one request id.
+    sessions = {e["source"]: e for e in run("--websocket", "--status", "1xx")}
+    assert set(sessions) == {"edge", "origin"}
+    assert sessions["edge"]["requestId"] == sessions["origin"]["requestId"]
+    for session in sessions.values():
+        assert session["closeCode"] == stack.ws_close_code or stack.ws_close_code is None
+        assert session["wsDurationMs"] >= 0
     refusals = run("--severity", "warning", "--search", "direct access")
     assert {e["requestId"] for e in refusals if "requestId" in e} >= {DIRECT_ID, MISMATCH_ID}
     assert all(e["source"] == "origin" for e in refusals)
@@ -138,9 +141,13 @@ def test_summary_and_pretty_views(stack: Stack) -> None:
     out = run_logs(*stack.files, "--summary", "--format", "json")
     summary = json.loads(out.stdout)
     assert summary["byStatusClass"]["4xx"] >= 5  # 3 edge/direct 403s + 2 origin refusals
-    assert sum(summary["websocketSessionsByCloseCode"].values()) == 1
+    assert sum(summary["websocketSessionsByCloseCode"].values()) == 2  # edge and origin
     top = {e["message"]: e["count"] for e in summary["topErrors"]}
-    assert top["origin: Direct access refused"] == 3
+    assert top["origin: Direct access refused (reason=mismatch)"] == 2
+    assert top["origin: Direct access refused (reason=missing)"] == 1
+    refusals = {(r["source"], r["reason"]): r for r in summary["refusals"]}
+    assert refusals[("origin", "missing")]["first"]["requestId"] == DIRECT_ID
+    assert refusals[("origin", "mismatch")]["count"] == 2
     # The edge's two 403s (their label depends on how the edge describes them).
     assert sum(count for label, count in top.items() if label.startswith("edge: ")) == 2
     assert set(summary["latencyMs"]["edge"]) == {"count", "p50", "p90", "p99", "max"}

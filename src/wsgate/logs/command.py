@@ -12,11 +12,12 @@ from typing import IO, Any
 import click
 
 from wsgate.logs.follow import follow_rounds
-from wsgate.logs.join import Group, Summary, join, summarise
+from wsgate.logs.join import Group, join
 from wsgate.logs.model import Event, EventPredicate
 from wsgate.logs.query import Query, QueryError, build_query
 from wsgate.logs.reader import DocumentReader, ReadStats, merge_by_time, read_events
 from wsgate.logs.render import json_line, pretty_group, pretty_line, summary_text
+from wsgate.logs.summary import Summary, summarise
 
 EXIT_INPUT = 1  # an input file could not be read
 EXIT_INTERRUPTED = 130

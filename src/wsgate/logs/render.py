@@ -10,8 +10,9 @@ from typing import Any, Final
 
 import orjson
 
-from wsgate.logs.join import Group, Summary
+from wsgate.logs.join import Group
 from wsgate.logs.model import SEVERITIES, Event
+from wsgate.logs.summary import Summary
 
 RESET: Final = "\x1b[0m"
 DIM: Final = "\x1b[2m"
@@ -160,4 +161,11 @@ def summary_text(summary: Summary, colour: bool) -> str:
         out.append(bold("top errors:"))
         for item in data["topErrors"]:
             out.append(f"  {item['count']:>6}  {_clean(item['message'])}")
+    if data["refusals"]:
+        # Every reason, however rare, with its first event: a flood of one reason
+        # must not hide the first line of another.
+        out.append(bold("refusals by reason (first event of each):"))
+        for item in data["refusals"]:
+            out.append(f"  {item['count']:>6}  {item['source']}: {_clean(item['reason'])}")
+            out.append(f"          {pretty_line(item['first'], colour)}")
     return "\n".join(out)
