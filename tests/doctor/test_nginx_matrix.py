@@ -58,6 +58,18 @@ def test_healthy_nginx_in_front_of_streamlit(streamlit_port: int) -> None:
     assert all(c["durationMs"] < 5000 for c in report["checks"])
 
 
+def test_connect_to_runs_the_streamlit_session_under_the_public_name(
+        streamlit_port: int) -> None:
+    # An edge that DNS does not point at yet: dialled by address, named as the public URL.
+    public = "app.doctor-test.invalid"
+    only_public = f'if ($host != "{public}") {{ return 421; }}'
+    with nginx(proxy(streamlit_port), server_lines=only_public) as port:
+        code, report = run_doctor(f"http://{public}/", "--connect-to", f"{LOOPBACK}:{port}")
+    assert code == 0, explain(report)
+    checks = statuses(report)
+    assert checks["upgrade-origin"] == checks["session"] == "pass"
+
+
 def test_nginx_without_upgrade_lines(streamlit_port: int) -> None:
     with nginx(proxy(streamlit_port, ws_lines="")) as port:
         code, report = run_doctor(f"http://{LOOPBACK}:{port}/")

@@ -37,10 +37,16 @@ from wsgate.doctor.target import UsageError
 @click.option("--insecure", is_flag=True, help="Do not verify the TLS certificate.")
 @click.option("--ca-file", type=click.Path(dir_okay=False), default=None,
               help="PEM file of CA certificates to trust (a private CA).")
+@click.option("--connect-to", metavar="HOST:PORT",
+              help="Connect there instead of the URL's host, keeping the URL's host in Host "
+                   "and SNI (as curl's --connect-to): test an edge before DNS points at it.")
+@click.option("--follow", is_flag=True,
+              help="Follow the URL's redirects (at most 10) and probe where they lead.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (stable schema).")
 def doctor(url: str, origin: str | None, secret_env: str, secret_header: str, stream_path: str,
            generic: bool, subprotocols: tuple[str, ...], idle_seconds: float, timeout: float,
-           insecure: bool, ca_file: str | None, as_json: bool) -> None:
+           insecure: bool, ca_file: str | None, connect_to: str | None, follow: bool,
+           as_json: bool) -> None:
     """Probe URL hop by hop (DNS, TCP, TLS, HTTP, WebSocket upgrade, Streamlit session,
     idle hold, origin guard) and explain what is wrong and how to fix it."""
     if not stream_path.startswith("/"):
@@ -48,7 +54,8 @@ def doctor(url: str, origin: str | None, secret_env: str, secret_header: str, st
     options = DoctorOptions(
         origin=origin, secret_env=secret_env, secret_header=secret_header, path=stream_path,
         generic=generic, subprotocols=subprotocols, idle_seconds=idle_seconds,
-        timeout=timeout, insecure=insecure, ca_file=ca_file)
+        timeout=timeout, insecure=insecure, ca_file=ca_file, connect_to=connect_to,
+        follow=follow)
     try:
         report = asyncio.run(diagnose(url, options))
     except UsageError as exc:

@@ -23,11 +23,12 @@ from wsgate.doctor.model import (
     DnsFacts,
     ErrorFacts,
     HttpFacts,
+    RedirectFacts,
     Report,
     TcpFacts,
 )
 from wsgate.doctor.runner import Recorder
-from wsgate.doctor.target import Target, UsageError, parse_target
+from wsgate.doctor.target import Target, UsageError, parse_host_port, parse_target
 
 STREAMLIT_SUBPROTOCOLS = ("streamlit", "PLACEHOLDER_AUTH_TOKEN")
 
@@ -44,6 +45,10 @@ class DoctorOptions:
     timeout: float = 5.0
     insecure: bool = False
     ca_file: str | None = None
+    # HOST:PORT to dial for the URL's own host and port (curl's --connect-to);
+    # Host and SNI stay the URL's.
+    connect_to: str | None = None
+    follow: bool = False  # follow redirects first, then probe where they lead
     # The secret itself; None → read `secret_env` from the environment.
     secret: str | None = field(default=None, repr=False)
 
@@ -74,6 +79,8 @@ class Doctor:
         self.origin_target = (parse_target(options.origin, "--origin")
                               if options.origin else None)
         self.ssl_context = _validate(options)
+        self.connect_to = (parse_host_port(options.connect_to, "--connect-to")
+                           if options.connect_to else None)
         self.secret = secret_value(options)
         self.rec = Recorder(options.timeout)
 
@@ -88,6 +95,8 @@ class Doctor:
     def planned(self) -> list[CheckId]:
         """The public checks this run makes, in order."""
         checks = list(PUBLIC_CHECKS)
+        if not self.options.follow:
+            checks.remove("redirects")
         if not self.streamlit:
             checks = [c for c in checks if c not in STREAMLIT_ONLY]
         if not self.options.idle_seconds:
@@ -95,30 +104,52 @@ class Doctor:
         return checks
 
     async def run(self) -> Report:
-        route = await self.reach(self.target)
+        target = await self.follow() if self.options.follow else self.target
+        route = await self.reach(target)
         if route is not None:
             await self.app_checks(route)
         if self.origin_target is not None:
             await self.origin_branch(self.origin_target)
         checks = tuple(self.rec.checks)
-        return Report(self.target.url, checks, diagnose_checks(checks))
+        return Report(target.url, checks, diagnose_checks(checks))
+
+    def dial_to(self, target: Target) -> tuple[str, int]:
+        """The host and port to connect to for `target` (--connect-to or the URL's)."""
+        if self.connect_to and (target.host, target.port) == (self.target.host,
+                                                              self.target.port):
+            return self.connect_to
+        return target.host, target.port
+
+    def route(self, target: Target) -> Route:
+        return Route(target, *self.dial_to(target), self.ssl_context)
 
     # -- public branch -------------------------------------------------------------
+
+    async def follow(self) -> Target:
+        """The URL the redirects lead to; the given one when they go nowhere useful."""
+        followed = await self.rec.run(
+            "redirects", lambda: probes.probe_redirects(self.target, self.route),
+            limit=self.options.timeout * 3)
+        facts = followed.facts
+        if isinstance(facts, RedirectFacts) and facts.final is not None:
+            return parse_target(facts.final)
+        return self.target
 
     async def reach(self, target: Target) -> Route | None:
         """dns, tcp, tls: the route to the edge, or None (the rest skipped)."""
         rec, planned = self.rec, self.planned()
-        dns = await rec.run("dns", lambda: probes.probe_dns(target.host, target.port))
+        host, port = self.dial_to(target)
+        dns = await rec.run("dns", lambda: probes.probe_dns(host, port))
         if not isinstance(dns.facts, DnsFacts) or dns.status == "fail":
             rec.skip_rest("dns", planned, "skipped: the name does not resolve")
             return None
         addresses = dns.facts.addresses
-        tcp = await rec.run("tcp", lambda: probes.probe_tcp(addresses, target.port,
+        tcp = await rec.run("tcp", lambda: probes.probe_tcp(addresses, port,
                                                             self.options.timeout))
         if not isinstance(tcp.facts, TcpFacts) or tcp.facts.address is None:
             rec.skip_rest("tcp", planned, "skipped: no TCP connection")
             return None
-        route = Route(target, tcp.facts.address, target.port, self.ssl_context)
+        route = Route(target, tcp.facts.address, port, self.ssl_context)
         if not target.tls:
             rec.skip(["tls"], "skipped: plain http URL")
             return route

@@ -18,7 +18,7 @@ Where = Literal["client-edge", "edge", "edge-origin", "origin", "path"]
 
 # Check ids, in probe order. Stable: they are part of the --json interface.
 CheckId = Literal[
-    "dns", "tcp", "tls", "http", "health", "host-config", "upgrade",
+    "redirects", "dns", "tcp", "tls", "http", "health", "host-config", "upgrade",
     "upgrade-origin", "session", "affinity", "idle", "forwarded",
     "origin-http-no-secret", "origin-upgrade-no-secret", "origin-with-secret",
 ]
@@ -26,6 +26,16 @@ CHECK_ORDER: tuple[CheckId, ...] = get_args(CheckId)
 # The checks on the public URL; the rest probe `--origin` directly.
 PUBLIC_CHECKS: tuple[CheckId, ...] = CHECK_ORDER[: CHECK_ORDER.index("forwarded") + 1]
 STREAMLIT_ONLY: frozenset[CheckId] = frozenset({"health", "host-config", "session", "affinity"})
+
+
+@dataclass(frozen=True)
+class RedirectFacts:
+    """`redirects` (with --follow): the URLs visited, the given one first."""
+
+    chain: tuple[str, ...] = ()
+    statuses: tuple[int, ...] = ()  # the answer at each URL of the chain that answered
+    looped: bool = False  # came back to a URL already seen, or too many hops
+    final: str | None = None  # the URL the other checks probe; None: the given one
 
 
 @dataclass(frozen=True)
@@ -127,12 +137,12 @@ class ErrorFacts:
     error: str
 
 
-Facts = (DnsFacts | TcpFacts | TlsFacts | HttpFacts | UpgradeFacts
+Facts = (RedirectFacts | DnsFacts | TcpFacts | TlsFacts | HttpFacts | UpgradeFacts
          | SessionFacts | AffinityFacts | IdleFacts | ForwardedFacts | RefusalFacts
          | SecretFacts | ErrorFacts)
 
 FACTS_TYPE: Mapping[CheckId, type[Facts]] = {
-    "dns": DnsFacts, "tcp": TcpFacts, "tls": TlsFacts,
+    "redirects": RedirectFacts, "dns": DnsFacts, "tcp": TcpFacts, "tls": TlsFacts,
     "http": HttpFacts, "health": HttpFacts, "host-config": HttpFacts,
     "upgrade": UpgradeFacts, "upgrade-origin": UpgradeFacts, "session": SessionFacts,
     "affinity": AffinityFacts,

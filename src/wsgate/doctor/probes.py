@@ -34,6 +34,7 @@ from wsgate.doctor.model import (
     ForwardedFacts,
     HttpFacts,
     IdleFacts,
+    RedirectFacts,
     RefusalFacts,
     SecretFacts,
     SessionFacts,
@@ -42,7 +43,7 @@ from wsgate.doctor.model import (
     UpgradeFacts,
     Verdict,
 )
-from wsgate.doctor.target import is_ip_literal
+from wsgate.doctor.target import Target, is_ip_literal, redirect_target
 from wsgate.doctor.ws_client import Handshake, close_websocket, upgrade, wait_for_close
 
 # RFC 5737 documentation address: sent as a forged client IP, must never survive the edge.
@@ -51,6 +52,8 @@ SPOOF_IP = "198.51.100.77"
 EARLY_CLOSE_WINDOW_S = 0.3
 ECHO_PATH = "/_wsgate/echo"
 CERT_WARN_DAYS = 14
+# --follow gives up after this many redirects, as browsers do (Chrome: 20, curl: 50).
+MAX_REDIRECTS = 10
 
 # A body check for a plain GET: None when the body is fine, else what is wrong.
 BodyJudge = Callable[[bytes], str | None]
@@ -66,6 +69,44 @@ def body_is_json(body: bytes) -> str | None:
     except ValueError:
         return "body is not JSON"
     return None
+
+
+# -- where the URL leads (--follow) -------------------------------------------------
+
+async def probe_redirects(start: Target, dial: Callable[[Target], Route]) -> Verdict:
+    """GET the URL and every redirect after it, like a browser opening the page."""
+    chain, current = [start.url], start
+    statuses: list[int] = []
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            answer = await request(dial(current), current.path("/"))
+        except Exception as exc:  # the checks that follow probe this URL and say why
+            return Verdict("fail", f"{' → '.join(chain)}: {describe_error(exc)}",
+                           RedirectFacts(tuple(chain), tuple(statuses), final=current.url))
+        statuses.append(answer.status)
+        location = answer.header("location")
+        if not (300 <= answer.status < 400 and location):
+            return Verdict("pass", _chain_detail(chain, answer.status),
+                           RedirectFacts(tuple(chain), tuple(statuses), final=current.url))
+        following = redirect_target(current, location)
+        if following is None:
+            return Verdict("fail", f"{' → '.join(chain)} → {location!r}: not an http(s) URL",
+                           RedirectFacts(tuple(chain), tuple(statuses)))
+        looped = following.url in chain
+        chain.append(following.url)
+        if looped:
+            return Verdict("fail", f"redirect loop: {' → '.join(chain)}",
+                           RedirectFacts(tuple(chain), tuple(statuses), looped=True))
+        current = following
+    return Verdict("fail", f"more than {MAX_REDIRECTS} redirects: {chain[0]} → … → {chain[-1]}",
+                   RedirectFacts(tuple(chain), tuple(statuses), looped=True))
+
+
+def _chain_detail(chain: Sequence[str], status: int) -> str:
+    if len(chain) == 1:
+        return f"no redirect (HTTP {status})"
+    hops = len(chain) - 1
+    return f"{hops} redirect{'s' if hops > 1 else ''}: {' → '.join(chain)} (HTTP {status})"
 
 
 # -- reaching the edge ---------------------------------------------------------------

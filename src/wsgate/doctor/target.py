@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 
 class UsageError(ValueError):
@@ -64,6 +64,30 @@ def parse_target(url: str, what: str = "URL") -> Target:
         raise UsageError(f"{what} has an invalid port: {url!r}")
     default = 443 if scheme == "https" else 80
     return Target(scheme, hostname, port or default, parts.path.rstrip("/"))
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT`, as curl's --connect-to and `wsgate edge --listen`."""
+    try:
+        parts = urlsplit("//" + text.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise UsageError(f"{what} must be HOST:PORT with a port 1-65535, got {text!r}") from exc
+    if not host or not port or parts.path or parts.query or parts.username:
+        raise UsageError(f"{what} must be HOST:PORT with a port 1-65535, got {text!r}")
+    return host, port
+
+
+def redirect_target(current: Target, location: str) -> Target | None:
+    """Where a redirect leads, as a browser resolves it; None if not http(s)."""
+    url = urljoin(current.url, location.strip())
+    try:
+        target = parse_target(url)
+    except UsageError:
+        return None
+    path = urlsplit(url).path or "/"
+    # Probe under the page's directory, as a browser resolves the app's relative URLs.
+    return Target(target.scheme, target.host, target.port, path[: path.rfind("/")])
 
 
 def is_ip_literal(host: str) -> bool:
