@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("wsgate.doctor.command:doctor", "Probe a deployment end to end and explain faults."),
     "logs": ("wsgate.logs.command:logs", "Filter, join and summarise edge and origin logs."),
     "demo": ("wsgate.demo.command:demo", "Start a guarded sample app behind the edge."),
+    "worker": ("wsgate.worker.command:worker",
+               "Build the edge as a Cloudflare Worker, or run it in workerd."),
 }
 
 
