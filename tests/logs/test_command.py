@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import subprocess
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from tests.logs.helpers import FIXTURES, FOREIGN, json_lines, run_logs
 from tests.support import wsgate_command
+from wsgate.logs.command import logs
 from wsgate.logs.join import join
 from wsgate.logs.model import EVENT_FIELDS, event_epoch
 from wsgate.logs.query import build_query
@@ -148,3 +151,28 @@ def test_pretty_lines_are_aligned_and_safe() -> None:
     rendered = pretty_line(hostile, colour=True)
     assert "\x1b[2J" not in rendered and "\x1b]0" not in rendered and "\n" not in rendered
     assert "\x1b" not in pretty_line(hostile, colour=False)
+
+
+def test_help_examples_parse_and_exit_codes_hold(tmp_path: Path) -> None:
+    """The help's Examples are real invocations of this command; its blocks are there."""
+    text = run_logs("--help").stdout.decode()
+    for block in ("Examples:", "Environment:", "Exit status:", "NO_COLOR", "[PATH]..."):
+        assert block in text
+    examples = [line.split("#")[0].split("| ")[-1].strip()
+                for line in text.split("Examples:")[1].split("Environment:")[0].splitlines()
+                if "wsgate logs" in line]
+    assert len(examples) == 5
+    for example in examples:
+        args = shlex.split(example)[2:]
+        logs.make_context("logs", args)  # raises click.UsageError on a bad option or value
+
+    # 130 on Ctrl-C, after writing what was found so far.
+    path = tmp_path / "edge.log"
+    path.write_text(json.dumps({"severity": "INFO", "message": "seen"}) + "\n")
+    with subprocess.Popen(wsgate_command("logs", "--follow", str(path)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline())["message"] == "seen"
+        # The line was flushed from inside the read loop, where Ctrl-C is handled.
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130

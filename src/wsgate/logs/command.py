@@ -68,22 +68,22 @@ def logs(paths: tuple[str, ...], follow_: bool, fmt: str | None, colour: bool | 
     \b
     Examples:
       wsgate logs edge.log origin.log --since 1h --status error
-      wsgate logs edge.log origin.log --status 403 --join
-      wsgate logs edge.log origin.log --summary
+      wsgate logs edge.log origin.log --status 403 --join   # the edge's 403, the origin's reason
+      wsgate logs edge.log origin.log --summary             # counts, latency, refusal reasons
       wsgate logs --follow edge.log origin.log --websocket
       wrangler tail PROXY --format json | wsgate logs --status error
-
-    \b
-    Exit status:
-      0    done, also when nothing matched or the reader of a pipe went away
-      1    a PATH cannot be read
-      2    usage error (unknown option, or a value it cannot read)
-      130  interrupted (Ctrl-C)
 
     \b
     Environment:
       NO_COLOR  set: no colour in pretty output, unless --color
       TERM      "dumb": no colour in pretty output, unless --color
+
+    \b
+    Exit status:
+      0    done, also when nothing matched or the reader of a pipe went away
+      1    a PATH cannot be read
+      2    usage error (an unknown option, or a value it cannot read)
+      130  interrupted (Ctrl-C)
     """
     query = _query(filters)
     inputs = _checked_paths(list(paths) or ["-"], follow=follow_, join=join_,
