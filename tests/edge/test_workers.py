@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.edge.worker_support import (
     Outcome,
+    burst,
     child_pids,
     client_loop,
     get,
@@ -48,13 +49,10 @@ def test_two_workers_share_the_address_and_both_serve(origins: RecordingOrigin) 
         assert len(child_pids(edge.pid)) == 2
         assert readyz(edge.admin_port) == 200
 
-        async def batch() -> list[Outcome]:
-            return list(await asyncio.gather(*(get(edge.port) for _ in range(16))))
-
         outcomes: list[Outcome] = []
         per_worker = {"0": 0.0, "1": 0.0}
         for _ in range(25):  # bounded: at most 400 requests
-            outcomes += asyncio.run(batch())
+            outcomes += asyncio.run(burst(edge.port, 16))
             per_worker = {w: metric(edge.admin_port, WORKER_REQUESTS, worker=w)
                           for w in per_worker}
             if all(per_worker.values()):

@@ -130,6 +130,11 @@ async def get(port: int, path: str = "/", timeout: float = 10.0) -> Outcome:
     return outcome
 
 
+async def burst(port: int, count: int, path: str = "/") -> list[Outcome]:
+    """`count` concurrent GETs, each on its own connection."""
+    return list(await asyncio.gather(*(get(port, path) for _ in range(count))))
+
+
 async def client_loop(port: int, outcomes: list[Outcome], stop: asyncio.Event,
                       max_requests: int, concurrency: int = 4) -> None:
     """`concurrency` sequential clients, each request on a new connection, until `stop`

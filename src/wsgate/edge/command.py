@@ -25,8 +25,8 @@ from wsgate.config import ConfigError, EdgeConfig, load_config
 from wsgate.edge.admin import start_admin
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.server import EdgeServer
-from wsgate.edge.supervisor import control_event, preflight, reload_problem, supervise
-from wsgate.edge.worker_process import open_shared_event_writer, reopen_events
+from wsgate.edge.supervisor import preflight, reload_problem, supervise
+from wsgate.edge.worker_process import control_event, open_shared_event_writer, reopen_events
 from wsgate.logs.events import EventWriter, Severity, open_event_writer
 
 

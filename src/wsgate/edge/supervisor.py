@@ -43,8 +43,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from wsgate.config import ConfigError, EdgeConfig
 from wsgate.edge.admin import start_admin
 from wsgate.edge.metrics import SupervisorMetrics
-from wsgate.edge.worker_process import encode_config, reopen_events
-from wsgate.logs.events import EventWriter, Severity, build_event, dumps
+from wsgate.edge.worker_process import control_event, encode_config, reopen_events
+from wsgate.logs.events import EventWriter, Severity
 
 STARTUP_TIMEOUT: Final = 30.0  # seconds for a new worker to accept (imports included)
 STOP_GRACE: Final = 5.0  # beyond timeouts.drain before a worker that will not stop is killed
@@ -108,13 +108,6 @@ def preflight(config: EdgeConfig) -> None:
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"origin_ca_file: cannot load {config.origin_ca_file!r}: "
                               f"{_one_line(exc)}") from None
-
-
-def control_event(writer: EventWriter, message: str, severity: Severity = "INFO", *,
-                  error_class: str | None = None, error: str | None = None) -> None:
-    """A supervisor or reload event (no request): the one schema, `source` edge."""
-    writer.write_line(dumps(build_event(source="edge", message=message, severity=severity,
-                                        errorClass=error_class, error=error)))
 
 
 def bind_listener(config: EdgeConfig) -> socket.socket:

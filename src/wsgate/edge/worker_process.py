@@ -36,7 +36,7 @@ from typing import IO, cast
 from wsgate.config import EdgeConfig
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.server import EdgeServer
-from wsgate.logs.events import EventWriter, open_event_writer
+from wsgate.logs.events import EventWriter, Severity, build_event, dumps, open_event_writer
 
 CONFIG_HEADER = struct.Struct("!I")  # length of the pickled EdgeConfig that follows
 
@@ -120,6 +120,13 @@ def reopen_events(writer: EventWriter, log_file: str) -> None:
         old.close()
 
 
+def control_event(writer: EventWriter, message: str, severity: Severity = "INFO", *,
+                  error_class: str | None = None, error: str | None = None) -> None:
+    """A supervisor, worker or reload event (no request): the one schema, source edge."""
+    writer.write_line(dumps(build_event(source="edge", message=message, severity=severity,
+                                        errorClass=error_class, error=error)))
+
+
 def read_config(fd: int) -> EdgeConfig:
     header = _read_exactly(fd, CONFIG_HEADER.size)
     (length,) = CONFIG_HEADER.unpack(header)
@@ -183,7 +190,7 @@ async def serve_worker(config: EdgeConfig, listen_fd: int, status_fd: int, worke
             _report(status_fd, f"error {' '.join(str(exc).split())}")
             return 1
         _report(status_fd, "ready")
-        await _obey(server)
+        await _obey(server, writer, f"edge worker {worker} (pid {os.getpid()})")
         return 0
     finally:
         writer.close()
@@ -195,7 +202,7 @@ def _report(status_fd: int, line: str) -> None:
         os.close(status_fd)
 
 
-async def _obey(server: EdgeServer) -> None:
+async def _obey(server: EdgeServer, writer: EventWriter, name: str) -> None:
     """Serve until told to retire or stop; a `stop` during a retirement cuts it short."""
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
@@ -208,7 +215,12 @@ async def _obey(server: EdgeServer) -> None:
             return
         if command.startswith("retire"):
             break
-    retiring = asyncio.create_task(server.retire(parse_retire_limit(command)))
+    limit = parse_retire_limit(command)
+    retiring = asyncio.create_task(server.retire(limit))
+    await asyncio.sleep(0)  # retire() stops accepting before its first await
+    kept = "until they close" if limit is None else f"for up to {limit:g} s"
+    control_event(writer, f"{name} retiring: accepts no more connections, finishes its "
+                  f"requests and keeps its {server.open_websockets()} WebSockets {kept}")
     stop = asyncio.create_task(_wait_for(commands, "stop"))
     await asyncio.wait({retiring, stop}, return_when=asyncio.FIRST_COMPLETED)
     if not retiring.done():

@@ -1,0 +1,238 @@
+"""Reloads (SIGHUP) that drop nothing, and `wsgate edge --check`.
+
+The reload test changes three things at once (the marker header, the origin, and the
+secret, rotated through `secret_file`) between two real origins that each refuse
+any request without their own secret, while 50 WebSockets stay open and a client
+loop keeps opening new connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.edge.worker_support import (
+    Outcome,
+    SecretOrigin,
+    burst,
+    child_pids,
+    client_loop,
+    get,
+    metric,
+)
+from tests.support import Edge, edge_process, started, wait_until, wsgate_command
+from tests.support.edge import config_toml
+
+OLD_SECRET = "reload-old-secret-5d1c0b7e93a24f68"
+NEW_SECRET = "reload-new-secret-a8e4f21b6c9d3057"
+SOCKETS = 50
+
+
+def config_path(edge: Edge) -> Path:
+    args = list(edge.args)
+    return Path(args[args.index("--config") + 1])
+
+
+def write_config(edge: Edge, settings: Mapping[str, Any], origin: str) -> None:
+    config_path(edge).write_text(config_toml(settings, [("*/*", origin)]))
+
+
+def serving(edge: Edge, count: int) -> bool:
+    try:
+        return metric(edge.admin_port, "wsgate_edge_workers", state="serving") == count
+    except OSError:
+        return False
+
+
+def generation_of(outcome: Outcome) -> tuple[str, str]:
+    """(marker header value, origin name in the body) of one answer."""
+    return outcome.headers.get("x-generation", ""), outcome.body.decode(errors="replace")
+
+
+async def echo(ws: ClientConnection, text: str) -> str:
+    await ws.send(text)
+    answer = await asyncio.wait_for(ws.recv(), 10)
+    return answer if isinstance(answer, str) else answer.decode()
+
+
+@pytest.mark.slow
+def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
+        tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(OLD_SECRET + "\n")
+    settings: dict[str, Any] = {"secret_file": str(secret_file), "workers": 2,
+                                "marker_header": "X-Generation: one"}
+    with SecretOrigin("A", OLD_SECRET) as a, SecretOrigin("B", NEW_SECRET) as b, \
+            started(edge_process(None, settings=settings, routes=[("*/*", a.url)])) as edge:
+        assert wait_until(lambda: serving(edge, 2), 30), edge.output()
+        first = child_pids(edge.pid)
+
+        async def scenario() -> tuple[list[Outcome], list[str], str]:
+            url = f"ws://127.0.0.1:{edge.port}/stream"
+            sockets = [await connect(url) for _ in range(SOCKETS)]
+            assert [await echo(ws, f"hi {i}") for i, ws in enumerate(sockets)] == [
+                f"A:hi {i}" for i in range(SOCKETS)]
+            outcomes: list[Outcome] = []
+            stop = asyncio.Event()
+            load = asyncio.create_task(client_loop(edge.port, outcomes, stop, 4000))
+            while len(outcomes) < 20 and not load.done():
+                await asyncio.sleep(0.02)
+            secret_file.write_text(NEW_SECRET + "\n")
+            write_config(edge, {**settings, "marker_header": "X-Generation: two"}, b.url)
+            edge.signal(signal.SIGHUP)
+            for _ in range(600):  # bounded: 30 s for the new generation to answer
+                if any(generation_of(o)[0] == "two" for o in outcomes) or load.done():
+                    break
+                await asyncio.sleep(0.05)
+            switched = len(outcomes)
+            while len(outcomes) < switched + 40 and not load.done():
+                await asyncio.sleep(0.02)
+            stop.set()
+            await load
+            after = [await echo(ws, f"again {i}") for i, ws in enumerate(sockets)]
+            async with connect(url) as fresh:
+                fresh_answer = await echo(fresh, "new")
+            for ws in sockets:
+                await ws.close()
+            return outcomes, after, fresh_answer
+
+        outcomes, after, fresh_answer = asyncio.run(scenario())
+        assert [o for o in outcomes if not o.ok] == [], "a request failed during the reload"
+        # Each answer is wholly one generation's (marker and origin together).
+        seen = {generation_of(o) for o in outcomes}
+        assert seen == {("one", '{"origin": "A"}'), ("two", '{"origin": "B"}')}
+        # Once both old workers stopped accepting, every new request is generation 2's.
+        for pid in first:
+            edge.wait_event(lambda e, pid=pid: f"(pid {pid}) retiring" in e["message"], 10)
+        later = asyncio.run(burst(edge.port, 20))
+        assert {generation_of(o) for o in later} == {("two", '{"origin": "B"}')}
+        # The old WebSockets still run on generation 1 (origin A); new ones go to B.
+        assert after == [f"A:again {i}" for i in range(SOCKETS)]
+        assert fresh_answer == "B:new"
+        # Each origin only ever saw its own secret.
+        assert a.refused == 0 and b.refused == 0 and b.accepted > 0
+        assert metric(edge.admin_port, "wsgate_edge_reloads_total", result="ok") == 1
+        assert metric(edge.admin_port, "wsgate_edge_config_generation") == 2
+        # Once its WebSockets closed, the old generation went away by itself.
+        assert wait_until(lambda: len(child_pids(edge.pid)) == 2
+                          and not child_pids(edge.pid) & first, 30)
+        assert wait_until(lambda: metric(edge.admin_port, "wsgate_edge_workers",
+                                         state="retiring") == 0, 10)
+    assert OLD_SECRET not in edge.all_output() and NEW_SECRET not in edge.all_output()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [2, 1])
+def test_an_invalid_file_on_sighup_changes_nothing_and_is_reported(
+        tmp_path: Path, workers: int) -> None:
+    settings = {"workers": workers, "marker_header": "X-Generation: one"}
+    with SecretOrigin("A", "edge-test") as a, started(edge_process(
+            None, settings=settings, routes=[("*/*", a.url)], secret="edge-test")) as edge:
+        assert wait_until(lambda: serving(edge, 2) if workers == 2 else True, 30)
+        before = child_pids(edge.pid)
+        bad = {**settings, "marker_header": "X-Generation: two",
+               "timeouts": {"reload_websockets": -5}}
+        write_config(edge, bad, a.url)
+        edge.signal(signal.SIGHUP)
+        event = edge.wait_event(lambda e: e.get("errorClass") == "reload-invalid-config", 10)
+        assert event["error"].startswith("timeouts.reload_websockets:")
+        refused = [line for line in edge.output().splitlines() if "reload refused" in line]
+        assert len(refused) == 1 and "timeouts.reload_websockets:" in refused[0]
+        # Still the first configuration, served by the same processes.
+        answer = asyncio.run(get(edge.port))
+        assert answer.ok and generation_of(answer)[0] == "one"
+        assert child_pids(edge.pid) == before
+        assert edge.alive()
+        if workers == 2:
+            assert metric(edge.admin_port, "wsgate_edge_reloads_total", result="invalid") == 1
+            assert metric(edge.admin_port, "wsgate_edge_config_generation") == 1
+
+
+@pytest.mark.slow
+def test_one_process_reloads_in_place_and_keeps_its_websockets(tmp_path: Path) -> None:
+    settings = {"marker_header": "X-Generation: one"}
+    with SecretOrigin("A", "edge-test") as a, SecretOrigin("B", "edge-test") as b, \
+            started(edge_process(None, settings=settings, routes=[("*/*", a.url)],
+                                 secret="edge-test")) as edge:
+        pid = edge.pid
+
+        async def scenario() -> tuple[list[Outcome], str]:
+            async with connect(f"ws://127.0.0.1:{edge.port}/stream") as ws:
+                assert await echo(ws, "before") == "A:before"
+                outcomes: list[Outcome] = []
+                stop = asyncio.Event()
+                load = asyncio.create_task(client_loop(edge.port, outcomes, stop, 2000))
+                while len(outcomes) < 10 and not load.done():
+                    await asyncio.sleep(0.02)
+                write_config(edge, {"marker_header": "X-Generation: two"}, b.url)
+                edge.signal(signal.SIGHUP)
+                for _ in range(400):
+                    if any(generation_of(o)[0] == "two" for o in outcomes) or load.done():
+                        break
+                    await asyncio.sleep(0.05)
+                stop.set()
+                await load
+                return outcomes, await echo(ws, "after")
+
+        outcomes, after = asyncio.run(scenario())
+        assert [o for o in outcomes if not o.ok] == []
+        assert generation_of(outcomes[-1]) == ("two", '{"origin": "B"}')
+        assert after == "A:after"
+        assert edge.pid == pid and edge.alive()
+
+
+def run_check(*args: str, env: Mapping[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(wsgate_command("edge", "--check", *args), capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_check_prints_the_effective_configuration_with_the_secret_masked(
+        tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(config_toml({"workers": "auto", "timeouts": {"reload_websockets": 600}},
+                                  [("app.example.com/*", "http://127.0.0.1:8501")]))
+    result = run_check("--config", str(config), "--listen", "127.0.0.1:9999",
+                       env={"WSGATE_SECRET": OLD_SECRET})
+    assert result.returncode == 0, result.stderr
+    assert OLD_SECRET not in result.stdout + result.stderr
+    assert '# secret = "***" (from environment variable WSGATE_SECRET)' in result.stdout
+    assert 'listen = "127.0.0.1:9999"' in result.stdout  # the flag won over the file
+    assert "reload_websockets = 600.0" in result.stdout
+    assert 'origin = "http://127.0.0.1:8501"' in result.stdout
+    assert result.stderr.strip().endswith("is valid")
+    # What --check prints is itself a configuration that --check accepts, unchanged.
+    effective = tmp_path / "effective.toml"
+    effective.write_text(result.stdout)
+    again = run_check("--config", str(effective), env={"WSGATE_SECRET": OLD_SECRET})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == result.stdout
+
+
+@pytest.mark.parametrize(("settings", "key"), [
+    ({"workers": 0}, "workers:"),
+    ({"workers": "many"}, "workers:"),
+    ({"timeouts": {"reload_websockets": "soon"}}, "timeouts.reload_websockets:"),
+    ({"tls_cert": "CERT", "tls_key": "CERT"}, "tls_cert:"),  # exists, but is no certificate
+])
+def test_check_refuses_an_invalid_file_with_one_line_naming_the_key(
+        tmp_path: Path, settings: dict[str, Any], key: str) -> None:
+    not_a_cert = tmp_path / "cert.pem"
+    not_a_cert.write_text("not a certificate\n")
+    settings = {k: (str(not_a_cert) if v == "CERT" else v) for k, v in settings.items()}
+    config = tmp_path / "edge.toml"
+    config.write_text(config_toml(settings, [("*/*", "http://127.0.0.1:8501")]))
+    result = run_check("--config", str(config), env={"WSGATE_SECRET": OLD_SECRET})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"wsgate edge: configuration error: {key}")
+    assert "Traceback" not in result.stderr
