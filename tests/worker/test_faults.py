@@ -129,3 +129,14 @@ def test_origin_down_refuses_the_upgrade_with_502(dead_origin_target: Edge) -> N
     asyncio.run(asyncio.wait_for(session(), 30))
     event = dead_origin_target.wait_event(lambda e: e.get("isWebSocket") is True)
     assert event["httpRequest"]["status"] == 502
+
+
+def test_dot_segments(target: Edge, origin: RecordingOrigin) -> None:
+    # The Worker sees request.url as the runtime parsed it (WHATWG URL): dot segments,
+    # also percent-encoded ones, are resolved before route matching and forwarding.
+    # The edge matches and forwards the target as sent (docs/worker.md, differences).
+    mark = origin.mark()
+    ex = exchange(target.port, [b"GET /a/%2e%2e/echo HTTP/1.1\r\n" + HOST + b"\r\n"], timeout=5)
+    assert ex.statuses == [200]
+    expected = b"/echo" if kind_of(target) == "worker" else b"/a/%2e%2e/echo"
+    assert [r.target for r in origin.since(mark).requests] == [expected]
