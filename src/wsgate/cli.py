@@ -58,15 +58,15 @@ def main() -> None:
       wsgate logs --join PATH PATH
 
     \b
-    Environment:
-      WSGATE_SECRET   the shared secret of the edge and the origin (each command's
-                      --help names the variables it reads)
-
-    \b
     Exit status (each command's --help details its own):
       0  success
       1  a failure the command found or reports
       2  usage error
+
+    \b
+    Environment:
+      WSGATE_SECRET   the shared secret of the edge and the origin (each command's
+                      --help names the variables it reads)
 
     Run `wsgate COMMAND --help` for a command's options and examples.
     """

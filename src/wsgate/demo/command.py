@@ -141,17 +141,17 @@ Examples:
   wsgate demo --log-dir PATH
 
 \b
-Environment:
-  WSGATE_SECRET   set by the demo for its two processes (fresh each time);
-                  yours is not read
-  STREAMLIT_*     not passed on, so a local Streamlit setup cannot change the demo
-
-\b
 Exit status:
   0    stopped by Ctrl-C/SIGTERM/SIGHUP, or --check passed
   1    --check failed, or a process failed to start or exited on its own
   2    usage error
   130  --check interrupted before it finished
+
+\b
+Environment:
+  WSGATE_SECRET   set by the demo for its two processes (fresh each time);
+                  yours is not read
+  STREAMLIT_*     not passed on, so a local Streamlit setup cannot change the demo
 """
 
 

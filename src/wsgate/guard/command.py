@@ -58,17 +58,17 @@ Examples:
   wsgate run app.py --insecure-no-secret          # local development only
 
 \b
+Exit status:
+  0      stopped by SIGINT/SIGTERM (Ctrl-C), or the app ended
+  1      Streamlit failed (e.g. its port is already in use)
+  2      usage error: script missing, no secret, bad option
+  128+N  signal N arrived while starting, or a second time while stopping
+
+\b
 Environment:
   WSGATE_SECRET   the secret; several, comma-separated, during a rotation
                   (another variable: --secret-env NAME)
   STREAMLIT_*     Streamlit's own settings, applied by Streamlit
-
-\b
-Exit status:
-  0    stopped by SIGINT/SIGTERM (Ctrl-C), or the app ended
-  1    Streamlit failed (e.g. its port is already in use)
-  2    usage error: script missing, no secret, bad option
-  128+N  signal N arrived while starting, or a second time while stopping
 """
 
 
