@@ -29,8 +29,8 @@ from tests.edge.worker_support import (
 )
 from tests.support import Edge, RecordingOrigin, edge_process
 from tests.support.process import started, wait_until
-
-pytestmark = pytest.mark.slow
+from wsgate.edge.supervisor import RestartBackoff, reload_problem
+from wsgate.edge.worker_process import LineAtomicStream
 
 WORKER_REQUESTS = "wsgate_edge_worker_requests_total"
 
@@ -43,6 +43,7 @@ def serving(edge: Edge, count: int = 2) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_address_and_both_serve(origins: RecordingOrigin) -> None:
     with started(edge_process(origins.url, extra=["--workers", "2"])) as edge:
         assert wait_until(lambda: serving(edge), 30), edge.output()
@@ -81,6 +82,7 @@ def _dead(pid: int) -> bool:
     return state == "Z"
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_new_connections_never_fail(
         origins: RecordingOrigin) -> None:
     with started(edge_process(origins.url, extra=["--workers", "2"])) as edge:
@@ -129,6 +131,7 @@ def test_a_killed_worker_is_replaced_and_new_connections_never_fail(
         assert "SIGKILL" in died["message"] and str(victim) in died["message"]
 
 
+@pytest.mark.slow
 def test_sigterm_drains_every_worker_like_a_single_edge(origins: RecordingOrigin) -> None:
     routes = [("*/slow/*", origins.url), ("*/*", origins.ws_url)]
     with started(edge_process(None, routes=routes, extra=["--workers", "2"])) as edge:
@@ -164,3 +167,58 @@ def test_sigterm_drains_every_worker_like_a_single_edge(origins: RecordingOrigin
         assert slow.ok and slow.body == b"slow ok\n"
         assert edge.process is not None and edge.process.wait(30) == 0
         assert all(_dead(pid) for pid in workers)
+
+
+def test_restart_backoff_doubles_while_replacements_die_young() -> None:
+    backoff = RestartBackoff(min_uptime=5.0, first=0.1, cap=1.0)
+    assert backoff.next_delay(uptime=3600) == 0.0  # a worker that ran a while: at once
+    assert [backoff.next_delay(uptime=0.5) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert backoff.next_delay(uptime=6.0) == 0.0  # it stayed up: the crash loop is over
+    assert backoff.next_delay(uptime=0.5) == 0.1
+
+
+def test_reload_refuses_to_move_what_is_bound_once() -> None:
+    from wsgate.config import load_config
+
+    base = {"origin": "http://127.0.0.1:8501", "insecure_no_secret": True}
+    running = load_config(None, {**base, "listen": "127.0.0.1:8080"}, {})
+    assert reload_problem(running, load_config(None, {**base, "listen": "127.0.0.1:8080",
+                                                      "marker_header": "X-New: 1"}, {})) is None
+    moved = reload_problem(running, load_config(None, {**base, "listen": "127.0.0.1:9090"}, {}))
+    assert moved is not None and moved.startswith("listen:")
+
+
+def test_lines_written_by_concurrent_writers_to_one_pipe_stay_whole() -> None:
+    """Batches bigger than PIPE_BUF from several writers: no line is ever cut."""
+    read_fd, write_fd = os.pipe()
+    line = "x" * 300
+    writers = 4
+    batches = 50
+
+    def write(tag: int) -> None:
+        stream = LineAtomicStream(os.dup(write_fd))
+        for n in range(batches):
+            stream.write("".join(f"{tag} {n} {i} {line}\n" for i in range(40)))
+        stream.close()
+
+    received = bytearray()
+
+    def read() -> None:
+        while chunk := os.read(read_fd, 1 << 16):
+            received.extend(chunk)
+
+    import threading
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    os.close(write_fd)
+    reader.join(30)
+    os.close(read_fd)
+    lines = received.decode().splitlines()
+    assert len(lines) == writers * batches * 40
+    assert all(text.endswith(line) and len(text.split()) == 4 for text in lines)
