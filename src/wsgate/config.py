@@ -450,7 +450,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         sections[name] = _build(cls, sub, f"{name}.")
     hints = typing.get_type_hints(EdgeConfig)
     if isinstance(raw.get("workers"), str) and raw["workers"].strip().lower() == "auto":
-        raw["workers"] = usable_cpus()
+        raw["workers"] = os.cpu_count() or 1
     values = {name: _coerce(value, tuple if name == "strip_response_headers" else hints[name],
                             name) for name, value in raw.items()}
     secret = read_secret(values.get("secret_env", DEFAULT_SECRET_ENV),
@@ -458,13 +458,6 @@ def load_config(path: str | os.PathLike[str] | None = None,
     config = EdgeConfig(routes=tuple(routes), secret=secret, **sections, **values)
     validate(config)
     return config
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (a cpuset or `taskset` counts), for workers = "auto"."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def validate(c: EdgeConfig) -> None:

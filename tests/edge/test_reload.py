@@ -28,7 +28,7 @@ from tests.edge.worker_support import (
     get,
     metric,
 )
-from tests.support import REPO, Edge, edge_process, started, wait_until, wsgate_command
+from tests.support import Edge, edge_process, started, wait_until, wsgate_command
 from tests.support.edge import config_toml
 
 OLD_SECRET = "reload-old-secret-5d1c0b7e93a24f68"
@@ -236,24 +236,3 @@ def test_check_refuses_an_invalid_file_with_one_line_naming_the_key(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"wsgate edge: configuration error: {key}")
     assert "Traceback" not in result.stderr
-
-
-def test_the_systemd_unit_checks_before_it_starts_and_reloads(tmp_path: Path) -> None:
-    """Every wsgate command line of examples/systemd/wsgate-edge.service is valid as
-    written (with the example config and a secret file in place of /etc/wsgate)."""
-    unit = (REPO / "examples/systemd/wsgate-edge.service").read_text()
-    commands = [line.split("=", 1) for line in unit.splitlines()
-                if line.startswith(("ExecStartPre=", "ExecStart=", "ExecReload="))]
-    assert ["ExecReload", "/bin/kill -HUP $MAINPID"] in [[k, v] for k, v in commands]
-    assert "KillMode=mixed" in unit.splitlines()
-    secret = tmp_path / "secret"
-    secret.write_text(OLD_SECRET + "\n")
-    wsgate_lines = [v for _, v in commands if v.startswith("/usr/local/bin/wsgate ")]
-    assert len(wsgate_lines) == 3
-    for line in wsgate_lines:
-        args = line.replace("/etc/wsgate/edge.toml", str(REPO / "examples/edge.toml")) \
-            .replace("/etc/wsgate/secret", str(secret)).split()[2:]  # after "wsgate edge"
-        args = [a for a in args if a != "--check"]
-        result = run_check(*args)
-        assert result.returncode == 0, (line, result.stderr)
-        assert "workers = " in result.stdout and OLD_SECRET not in result.stdout

@@ -149,18 +149,3 @@ def test_dev_answers_like_the_edge_on_its_listen_address(origin: RecordingOrigin
             assert resp.status == 200
             assert resp.headers["X-Worker-Proxy"] == "Active"
         assert "workerd serving http://127.0.0.1:" in dev.output()
-
-
-def test_another_workerd_version_is_named_and_still_runs(
-        origin: RecordingOrigin, tmp_path: Path) -> None:
-    wrapper = tmp_path / "workerd"
-    wrapper.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "workerd 2024-01-01"; '
-                       f'exit 0; }}\nexec {workerd_binary()} "$@"\n')
-    wrapper.chmod(0o755)
-    dev = target_process("worker", [("*/*", origin.url)])
-    dev.env["WSGATE_WORKERD"] = str(wrapper)
-    with dev:
-        ex = exchange(dev.port, [b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n"], timeout=10)
-        assert ex.statuses == [200]
-    assert (f"is workerd 2024-01-01; wsgate is tested with workerd@{WORKERD_VERSION}"
-            in dev.output())

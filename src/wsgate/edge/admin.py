@@ -15,11 +15,16 @@ from typing import cast
 import h11
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+# (method, target) → (status, JSON body): the balancer's /origins endpoints.
+OriginsHandler = Callable[[bytes, bytes], tuple[int, bytes]]
+
 
 class _AdminProtocol(asyncio.Protocol):
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool],
+                 origins: OriginsHandler | None = None) -> None:
         self.registry = registry
         self.ready = ready
+        self.origins = origins
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=8192)
         self.transport: asyncio.Transport | None = None
 
@@ -62,6 +67,8 @@ class _AdminProtocol(asyncio.Protocol):
             status, body = 200, b"ok\n"
         elif path == b"/readyz":
             status, body = (200, b"ready\n") if self.ready() else (503, b"draining\n")
+        elif self.origins is not None and (path == b"/origins" or path.startswith(b"/origins/")):
+            (status, body), ctype = self.origins(req.method, req.target), b"application/json"
         else:
             status, body = 404, b"not found: try /metrics, /healthz or /readyz\n"
         headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
@@ -73,7 +80,8 @@ class _AdminProtocol(asyncio.Protocol):
 
 
 async def start_admin(host: str, port: int, registry: CollectorRegistry,
-                      ready: Callable[[], bool]) -> asyncio.Server:
+                      ready: Callable[[], bool],
+                      origins: OriginsHandler | None = None) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _AdminProtocol(registry, ready), host, port,
-                                    reuse_address=True)
+    return await loop.create_server(lambda: _AdminProtocol(registry, ready, origins), host,
+                                    port, reuse_address=True)

@@ -11,14 +11,17 @@ lands on a live origin.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from wsgate.config import EdgeConfig, Origin, Route
+from wsgate.config import ConfigError, EdgeConfig, Origin, Route, parse_origin
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.logs.events import LOGGER_NAME, build_event, emit
 from wsgate.policy.balance import Balance, Choice, HealthState, OriginState, derive_key
@@ -49,10 +52,10 @@ def passed(status_line: bytes) -> bool:
 
 class Balancer:
     def __init__(self, config: EdgeConfig, metrics: EdgeMetrics,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.config = config
         self.metrics = metrics
-        self.loop = loop
+        self.loop = loop  # None until start() when built outside the event loop
         self.logger = logging.getLogger(LOGGER_NAME)
         self.balance = Balance(
             config.routes, key=derive_key(config.secret), cookie_name=config.affinity_cookie,
@@ -100,8 +103,9 @@ class Balancer:
     async def start(self) -> None:
         """Health checks of every origin of a route with several origins; per-origin
         metrics on the edge's registry."""
+        loop = self.loop = self.loop or asyncio.get_running_loop()
         for origin in self.balance.balanced_origins:
-            self.checks.append(self.loop.create_task(self._watch(origin)))
+            self.checks.append(loop.create_task(self._watch(origin)))
         if self.balance.balanced_origins and self._collector is None:
             self._collector = _OriginCollector(self)
             self.metrics.registry.register(self._collector)
@@ -119,19 +123,25 @@ class Balancer:
     def drain(self, url: str, within: float | None = None) -> OriginState | None:
         """No new sessions for origin `url`; its WebSockets run on, or are closed with
         1012 after `within` seconds. None: no such origin."""
-        state = self.balance.find(url)
+        state = self._find(url)
         if state is None:
             return None
-        self.balance.drain(state.origin, self.loop.time(), within)
+        self.balance.drain(state.origin, time.monotonic(), within)
         if within is not None:
-            self.loop.call_later(within, self._drains_due)
+            (self.loop or asyncio.get_running_loop()).call_later(within, self._drains_due)
         return state
 
     def undrain(self, url: str) -> OriginState | None:
-        state = self.balance.find(url)
+        state = self._find(url)
         if state is not None:
             self.balance.undrain(state.origin)
         return state
+
+    def _find(self, url: str) -> OriginState | None:
+        try:
+            return self.balance.find(parse_origin(url, "origin").url)
+        except ConfigError:
+            return None
 
     def describe(self) -> list[dict[str, Any]]:
         """Each balanced origin's state, for the admin listener."""
@@ -143,7 +153,7 @@ class Balancer:
     # --- internals ---
 
     def _drains_due(self) -> None:
-        for origin in self.balance.drains_due(self.loop.time()):
+        for origin in self.balance.drains_due(time.monotonic()):
             self._close_tunnels(origin)
 
     def _close_tunnels(self, origin: Origin) -> None:
@@ -151,7 +161,7 @@ class Balancer:
             tunnel.shutdown(CLOSE_SERVICE_RESTART)
 
     def _signal(self, origin: Origin, ok: bool, *, active: bool) -> None:
-        if not self.balance.observe(origin, ok, self.loop.time(), active=active):
+        if not self.balance.observe(origin, ok, time.monotonic(), active=active):
             return
         state = self.balance.states[origin]
         went_down = state.health.state is HealthState.DOWN
@@ -190,10 +200,43 @@ class Balancer:
                 writer.close()
         return passed(status_line)
 
+    def admin(self, method: bytes, target: bytes) -> tuple[int, bytes]:
+        """The admin listener's `/origins` endpoints: (status, JSON body).
+
+        GET /origins: every balanced origin's state. POST /origins/drain?origin=URL
+        [&within=SECONDS] and POST /origins/undrain?origin=URL change one."""
+        path, _, query = target.decode("latin-1").partition("?")
+        if path == "/origins":
+            return 200, _json(self.describe())
+        action = {"/origins/drain": self.drain, "/origins/undrain": self.undrain}.get(path)
+        if action is None:
+            return 404, _json({"error": "try /origins, /origins/drain or /origins/undrain"})
+        if method != b"POST":
+            return 405, _json({"error": f"{path} needs POST"})
+        args = {k: v[-1] for k, v in parse_qs(query).items()}
+        within: float | None = None
+        if path == "/origins/drain" and "within" in args:
+            try:
+                within = float(args["within"])
+            except ValueError:
+                within = -1.0
+            if not 0 <= within < float("inf"):
+                return 400, _json({"error": "within: expected seconds >= 0"})
+        url = args.get("origin", "")
+        state = self.drain(url, within) if action == self.drain else self.undrain(url)
+        if state is None:
+            return 404, _json({"error": f"origin: {url!r} is not an origin of a route "
+                                        "with several origins (use its URL as configured)"})
+        return 200, _json(next(d for d in self.describe() if d["origin"] == state.origin.url))
+
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
             self._tls = ssl.create_default_context(cafile=self.config.origin_ca_file or None)
         return self._tls
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode() + b"\n"
 
 
 class _OriginCollector:

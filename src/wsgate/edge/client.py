@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from wsgate.config import Origin
 from wsgate.edge import exchange as xc
 from wsgate.edge.exchange import Exchange, ProxyError, RequestPlan, ResponsePlan
 from wsgate.edge.http1 import (
@@ -169,12 +170,25 @@ class ClientConnection(StreamProtocol):
         sends a safe bodiless request once more on a fresh connection."""
         server = self.server
         retried = False
+        if not self.choose_origin(req, ex, plan):
+            return False
+        balanced = len(plan.route.origins) > 1
         while True:
             try:
-                up = await server.pool.acquire(plan.route.origin, self.loop)
+                up = await server.pool.acquire(plan.origin, self.loop)
             except ProxyError as err:
+                if balanced:
+                    server.balancer.connect_failed(plan.origin)
+                    # Nothing was sent: a safe bodiless request tries another origin once.
+                    if xc.may_retry(err, method=req.method, body_sent=ex.from_client,
+                                    answered=False, reused=False, retried=retried) and \
+                            self.choose_origin(req, ex, plan, exclude=plan.origin):
+                        retried = True
+                        continue
                 self.refuse(ex, err)
                 return False
+            if balanced and not up.reused:
+                server.balancer.connect_ok(plan.origin)
             self.upstream = up.proto
             try:
                 return await self.forward(req, ex, plan, up, resend=retried)
@@ -190,6 +204,26 @@ class ClientConnection(StreamProtocol):
                 return self.give_up(ex, exc)
             finally:
                 self.upstream = None
+
+    def choose_origin(self, req: RequestHead, ex: Exchange, plan: RequestPlan,
+                      exclude: Origin | None = None) -> bool:
+        """The origin for this exchange. Several: the balancer's choice (the affinity
+        cookie's origin while it is up, else a fresh one with a new cookie). False: no
+        origin (a first choice is then answered 502 "no healthy origin")."""
+        route = plan.route
+        if len(route.origins) == 1:
+            ex.origin = route.origin
+            return True
+        cookies = [v for n, v in req.headers if n == b"cookie"]
+        choice = self.server.balancer.choose(route, b"; ".join(cookies) if cookies else None,
+                                             exclude)
+        if choice is None:
+            if exclude is None:
+                self.refuse(ex, ProxyError(502, "no-healthy-origin", "no healthy origin"))
+            return False
+        xc.retarget(plan, self.server.rules, choice.origin)
+        ex.origin, ex.set_cookie = choice.origin, choice.set_cookie
+        return True
 
     def failed(self, ex: Exchange, err: ProxyError) -> bool:
         if err.status < 500 or ex.status == 0:  # nothing of the answer was sent yet

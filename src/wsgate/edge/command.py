@@ -138,7 +138,8 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
         admin = None
         if config.admin_addr is not None:
             admin = await start_admin(*config.admin_addr, metrics.registry,
-                                      lambda: not edge.server.draining)
+                                      lambda: not edge.server.draining,
+                                      lambda m, t: edge.server.balancer.admin(m, t))
     except ssl.SSLError as exc:
         click.echo(f"wsgate edge: tls_cert/tls_key: cannot load: {exc.reason or exc}", err=True)
         return 2

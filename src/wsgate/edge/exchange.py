@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
-from wsgate.config import Route
+from wsgate.config import Origin, Route
 from wsgate.edge.http1 import (
     BadMessage,
     BodyDecoder,
@@ -165,6 +165,20 @@ class RequestPlan:
     key: bytes  # the client's Sec-WebSocket-Key ("" for plain HTTP)
     head: bytes  # the upstream request head, ready to write
     framing: Framing  # the request body's: "none", "length" or "chunked"
+    origin: Origin  # where `head` is addressed: the route's first origin until retarget
+
+
+def retarget(plan: RequestPlan, rules: EdgeRules, origin: Origin) -> None:
+    """Address the plan to another origin of its route (several origins: the balancer's
+    choice). Only the Host line differs, and `upstream_headers` writes it first."""
+    if origin == plan.origin:
+        return
+    old = b"\r\nhost: " + rules.origin_hosts[plan.origin] + b"\r\n"
+    new = b"\r\nhost: " + rules.origin_hosts[origin] + b"\r\n"
+    line_end = plan.head.index(b"\r\n")
+    assert plan.head.startswith(old, line_end), "the Host line must come first"
+    plan.head = plan.head[:line_end] + new + plan.head[line_end + len(old):]
+    plan.origin = origin
 
 
 class Exchange:
@@ -172,8 +186,8 @@ class Exchange:
     it on every path, and a second call is a bug the assertion shows at once."""
 
     __slots__ = ("client_ip", "error", "error_class", "finished", "from_client", "host",
-                 "method", "req_id", "route", "scheme", "status", "t0", "target", "to_client",
-                 "user_agent", "websocket")
+                 "method", "origin", "req_id", "route", "scheme", "set_cookie", "status", "t0",
+                 "target", "to_client", "user_agent", "websocket")
 
     def __init__(self, t0: float, client_ip: str) -> None:
         self.t0 = t0
@@ -184,6 +198,8 @@ class Exchange:
         self.scheme = b"http"  # the client's, as told to the origin
         self.user_agent = b""
         self.route: Route | None = None
+        self.origin: Origin | None = None  # the origin that served it (several: the choice)
+        self.set_cookie: bytes | None = None  # the balancer's affinity cookie, if new
         self.req_id = b""
         self.status = 0
         self.from_client = 0
@@ -273,7 +289,7 @@ def check_request(req: RequestHead, ex: Exchange, rules: EdgeRules) -> RequestPl
     key = (next((v for n, v in req.headers if n == b"sec-websocket-key"), b"")
            if websocket else b"")
     return RequestPlan(route, websocket, key, request_head(req.method, req.target, up_headers),
-                       req.framing)
+                       req.framing, route.origin)
 
 
 # Phase 6: the response as the client gets it.
@@ -310,6 +326,8 @@ def plan_response(resp: ResponseHead, req: RequestHead, ex: Exchange, rules: Edg
                               path=req.target.partition(b"?")[0], status=resp.status)
     if not any(n == b"x-request-id" for n, _ in out):
         out.append((b"x-request-id", ex.req_id))
+    if ex.set_cookie is not None:
+        out.append((b"set-cookie", ex.set_cookie))
     # A refused upgrade never becomes a tunnel and the connection is not reused:
     # bytes the client sent after its upgrade request are not HTTP.
     keep = not draining and not upgrade_refused and req.keep_alive

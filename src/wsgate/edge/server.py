@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from wsgate.config import EdgeConfig
+from wsgate.edge.balancer import Balancer
 from wsgate.edge.client import ClientConnection
 from wsgate.edge.exchange import EdgeRules, Exchange
 from wsgate.edge.metrics import EdgeMetrics
@@ -42,7 +43,7 @@ class EdgeServer:
             routes=config.routes,
             request=hp.RequestPolicy.from_config(config),
             response=hp.ResponsePolicy.from_config(config),
-            origin_hosts={r.origin: r.origin.host_header.encode() for r in config.routes},
+            origin_hosts={o: o.host_header.encode() for r in config.routes for o in r.origins},
             max_header_count=lim.max_header_count, max_header_bytes=lim.max_header_bytes,
             max_body_bytes=lim.max_body_bytes)
         self.pool = UpstreamPool(connect_timeout=tmo.connect, idle_timeout=tmo.upstream_idle,
@@ -51,6 +52,8 @@ class EdgeServer:
                                  ca_file=config.origin_ca_file)
         self.connections: set[ClientConnection] = set()
         self.tunnels: set[Tunnel] = set()
+        # Routes with several origins: affinity, health checks, draining (docs/origins.md).
+        self.balancer = Balancer(config, self.metrics)
         self.draining = False
         self.retiring = False  # a reload: draining, but WebSockets stay open
         self.listener: asyncio.Server | None = None
@@ -70,6 +73,7 @@ class EdgeServer:
             self.listener = await loop.create_server(
                 lambda: ClientConnection(self), host, port, ssl=tls, backlog=4096,
                 reuse_address=True)
+        await self.balancer.start()
         return self.listener
 
     @property
@@ -119,6 +123,7 @@ class EdgeServer:
         for tunnel in list(self.tunnels):
             tunnel.abort()
         self.pool.close_all()
+        self.balancer.stop()
         await asyncio.sleep(0)
 
     # Phase 7: one event per exchange, one per WebSocket session.
@@ -130,8 +135,8 @@ class EdgeServer:
         self.write_line(edge_line(
             message, severity, ex.method.decode("latin-1"), _url(ex), ex.status, seconds,
             ex.client_ip, ex.user_agent.decode("latin-1"), ex.req_id.decode("ascii"),
-            route.pattern if route else None, route.origin.url if route else None,
-            ex.websocket, ex.from_client, ex.to_client,
+            route.pattern if route else None, _upstream(ex), ex.websocket,
+            ex.from_client, ex.to_client,
             error_class=ex.error_class, error=ex.error))
         self.metrics.request_done(route.pattern if route else "-", ex.status, seconds,
                                   ex.from_client, ex.to_client)
@@ -140,12 +145,16 @@ class EdgeServer:
 
     def tunnel_opened(self, tunnel: Tunnel, ex: Exchange) -> None:
         self.tunnels.add(tunnel)
+        if ex.origin is not None:
+            self.balancer.websocket_opened(ex.origin, tunnel)
         self.metrics.websocket_opened(ex.route.pattern if ex.route else "-",
                                       time.monotonic() - ex.t0)
 
     def tunnel_done(self, tunnel: Tunnel, ex: Exchange) -> None:
         ex.finish()
         self.tunnels.discard(tunnel)
+        if ex.origin is not None:
+            self.balancer.websocket_closed(ex.origin, tunnel)
         duration = time.monotonic() - tunnel.started
         error_class = tunnel.error_class
         route = ex.route
@@ -154,13 +163,22 @@ class EdgeServer:
             "ERROR" if error_class else "INFO", "GET", _url(ex), 101,
             duration + (tunnel.started - ex.t0), ex.client_ip, ex.user_agent.decode("latin-1"),
             ex.req_id.decode("ascii"), route.pattern if route else None,
-            route.origin.url if route else None, True, tunnel.to_origin, tunnel.to_client,
+            _upstream(ex), True, tunnel.to_origin, tunnel.to_client,
             ws_duration_ms=round(duration * 1000), close_code=tunnel.close_code,
             closed_by=tunnel.closed_by, error_class=error_class,
             error="origin connection lost" if error_class else None))
         self.metrics.websocket_closed(tunnel.close_code, tunnel.to_origin, tunnel.to_client)
         if error_class:
             self.metrics.upstream_error(error_class)
+
+
+def _upstream(ex: Exchange) -> str | None:
+    """The origin that served the exchange (with several, the one chosen; none when the
+    edge answered before choosing)."""
+    if ex.origin is not None:
+        return ex.origin.url
+    route = ex.route
+    return route.origin.url if route is not None and len(route.origins) == 1 else None
 
 
 def _url(ex: Exchange) -> str:

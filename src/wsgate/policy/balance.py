@@ -167,14 +167,15 @@ class Balance:
         urls = set(draining)
         for state in self.states.values():
             state.draining = state.origin.url in urls
-
-    @property
-    def balanced_origins(self) -> list[Origin]:
-        """Origins of routes with several origins: those with health checks."""
-        return list(dict.fromkeys(o for t in self.tables.values() for o in t.origins))
+        # Origins of routes with several origins: the only ones with health (a lone
+        # origin is always tried, and its real error reported).
+        self.balanced_origins = list(dict.fromkeys(
+            o for t in self.tables.values() for o in t.origins))
+        self._balanced = frozenset(self.balanced_origins)
 
     def find(self, url: str) -> OriginState | None:
-        return next((s for s in self.states.values() if s.origin.url == url), None)
+        """A balanced origin by its normalised URL (`Origin.url`)."""
+        return next((self.states[o] for o in self.balanced_origins if o.url == url), None)
 
     def affine(self, route: Route, cookie_header: bytes | None) -> Origin | None:
         """The origin a valid cookie of this route names, else None."""
@@ -216,9 +217,9 @@ class Balance:
 
     def observe(self, origin: Origin, ok: bool, now: float, *, active: bool) -> bool:
         """One health signal; True when the origin went up or down."""
-        state = self.states.get(origin)
-        if state is None:
+        if origin not in self._balanced:
             return False
+        state = self.states[origin]
         return state.health.observe(ok, now, self.thresholds, active=active)
 
     def drain(self, origin: Origin, now: float, within: float | None) -> None:

@@ -275,9 +275,7 @@ function refuse(ex, err) {
 }
 
 function oneLine(err) {
-  // "TypeError: ..." says something; a plain "Error: " prefix says nothing.
-  const text = !(err instanceof Error) ? String(err)
-    : err.name === "Error" ? err.message : `${err.name}: ${err.message}`;
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   return text.replace(/[\r\n]+/g, " ").slice(0, 300);
 }
 

@@ -60,16 +60,6 @@ def find_workerd(environ: Mapping[str, str], cwd: Path) -> Path:
                          f"(or set {ENV_BINARY} to its path)")
 
 
-def reported_version(binary: Path) -> str:
-    """What `workerd --version` prints ("workerd 2026-11-17"), or "" when it cannot run."""
-    try:
-        done = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
-                              timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip()
-
-
 def version_matches(reported: str) -> bool:
     """`workerd --version` prints the build date ("workerd 2026-11-17"); the npm version
     carries it as 1.YYYYMMDD.N."""
