@@ -67,6 +67,15 @@ def test_private_ca_with_ca_file(tls_edge: tuple[int, Path]) -> None:
     assert "expires in" in tls["detail"]
 
 
+def test_ssl_cert_file_from_the_environment_is_trusted(tls_edge: tuple[int, Path]) -> None:
+    # As `wsgate doctor --help` says: OpenSSL's SSL_CERT_FILE replaces the system CAs.
+    port, ca_file = tls_edge
+    code, report = run_doctor(f"https://localhost:{port}/", *GENERIC,
+                              env={"SSL_CERT_FILE": str(ca_file)})
+    assert code == 0, explain(report)
+    assert statuses(report)["tls"] == "pass"
+
+
 def test_insecure_skips_verification_with_a_warning(tls_edge: tuple[int, Path]) -> None:
     port, _ = tls_edge
     code, report = run_doctor(f"wss://{LOOPBACK}:{port}/", *GENERIC, "--insecure")
