@@ -1,78 +1,13 @@
-"""Fixtures for edge tests: recording origins and real `wsgate edge` processes."""
+"""Fixtures for edge tests: the recording origin and real `wsgate edge` processes."""
 
 from __future__ import annotations
 
-import json
 import socket
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from tests.edge.origins import Origins
-from tests.support import ServerProcess, free_port, wsgate_command
-
-SECRET = "edge-test-secret-9f2c"
-
-
-class Edge:
-    """A running `wsgate edge` subprocess with its JSON log file."""
-
-    def __init__(self, origin: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.log = Path(tempfile.mkstemp(suffix=".jsonl")[1])
-        self.args = args
-        cmd = wsgate_command("edge", "--origin", origin, "--listen", f"127.0.0.1:{self.port}",
-                             "--log-file", str(self.log), *args)
-        self.process = ServerProcess(cmd, self.port, {"WSGATE_SECRET": SECRET, **(env or {})})
-
-    def start(self) -> Edge:
-        self.process.start(timeout=60)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def wait_events(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            events = self.events()
-            if len(events) >= count:
-                return events
-            time.sleep(0.02)
-        return self.events()
-
-    def wait_event(self, predicate: Callable[[dict[str, Any]], bool],
-                   timeout: float = 5.0) -> dict[str, Any]:
-        """The first log event matching `predicate`, waiting for it to be written."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.events():
-                if predicate(event):
-                    return event
-            time.sleep(0.02)
-        raise AssertionError(f"no matching event in {self.log}: {self.events()[-3:]}")
-
-    def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
-        return raw_exchange(self.port, data, timeout)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send bytes, read until the server closes (or `timeout`)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        return recv_until_closed(sock, timeout=timeout)
+from tests.support import Edge, RecordingOrigin, edge_process
 
 
 def status_of(response: bytes) -> int:
@@ -80,23 +15,21 @@ def status_of(response: bytes) -> int:
 
 
 @pytest.fixture(scope="module")
-def origins() -> Iterator[Origins]:
-    with Origins() as o:
-        yield o
+def origins() -> Iterator[RecordingOrigin]:
+    with RecordingOrigin() as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")
-def http_edge(origins: Origins) -> Iterator[Edge]:
-    edge = Edge(origins.http_url, "--drain-timeout", "3").start()
-    yield edge
-    edge.stop()
+def http_edge(origins: RecordingOrigin) -> Iterator[Edge]:
+    with edge_process(origins.url, extra=("--drain-timeout", "3")) as edge:
+        yield edge
 
 
 @pytest.fixture(scope="module")
-def ws_edge(origins: Origins) -> Iterator[Edge]:
-    edge = Edge(origins.ws_url).start()
-    yield edge
-    edge.stop()
+def ws_edge(origins: RecordingOrigin) -> Iterator[Edge]:
+    with edge_process(origins.ws_url) as edge:
+        yield edge
 
 
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -120,18 +53,3 @@ def read_head(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bytes]:
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     return head, rest
-
-
-def recv_until_closed(sock: socket.socket, initial: bytes = b"", timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    data = initial
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except (TimeoutError, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data

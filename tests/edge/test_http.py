@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.edge.conftest import SECRET, Edge, raw_exchange, status_of
-from tests.edge.origins import Origins
-from tests.support import free_port
+from tests.edge.conftest import status_of
+from tests.support import SECRET, Edge, RecordingOrigin, edge_process, free_port
 
 
 def get(edge: Edge, path: str, headers: dict[str, str] | None = None,
@@ -36,12 +35,12 @@ def echo(edge: Edge, headers: dict[str, str] | None = None) -> dict[str, list[st
 
 
 def assert_no_secret(edge: Edge, *blobs: bytes) -> None:
-    assert SECRET.encode() not in edge.log.read_bytes()
+    assert SECRET.encode() not in edge.log_file.read_bytes()
     for blob in blobs:
         assert SECRET.encode() not in blob
 
 
-def test_request_policy_reaches_origin(http_edge: Edge, origins: Origins) -> None:
+def test_request_policy_reaches_origin(http_edge: Edge, origins: RecordingOrigin) -> None:
     seen = echo(http_edge, {"X-CF-Secret": "forged", "x-cf-secret": "again",
                             "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6",
                             "Forwarded": "for=6.6.6.6", "CF-Connecting-IP": "6.6.6.6",
@@ -49,9 +48,10 @@ def test_request_policy_reaches_origin(http_edge: Edge, origins: Origins) -> Non
     assert seen["x-cf-secret"] == [SECRET]
     assert seen["x-forwarded-for"] == ["127.0.0.1"]
     assert seen["x-real-ip"] == ["127.0.0.1"]
-    assert seen["x-forwarded-proto"] == ["https"]
+    # auto: the scheme this plain-http edge serves, and a client's copy never passes
+    assert seen["x-forwarded-proto"] == ["http"]
     assert seen["x-forwarded-host"] == [f"127.0.0.1:{http_edge.port}"]
-    assert seen["host"] == [f"127.0.0.1:{origins.http_port}"]
+    assert seen["host"] == [f"127.0.0.1:{origins.port}"]
     assert seen["x-request-id"] == ["client-id-1"]
     assert "forwarded" not in seen and "cf-connecting-ip" not in seen
 
@@ -115,29 +115,30 @@ def test_origin_status_relayed(http_edge: Edge) -> None:
 ], ids=["cl-and-te", "two-cl", "xchunked", "big-header", "many-headers", "two-hosts",
         "absolute-form", "connect", "trace", "te-on-http10", "no-host", "garbage",
         "ws-without-key", "huge-body"])
-def test_bad_requests_never_reach_origin(http_edge: Edge, origins: Origins,
+def test_bad_requests_never_reach_origin(http_edge: Edge, origins: RecordingOrigin,
                                          request_bytes: bytes, status: int) -> None:
-    origins.clear()
+    mark = origins.mark()
     out = http_edge.raw(request_bytes)
     assert status_of(out) == status, out[:200]
-    assert origins.snapshot() == []
+    assert origins.since(mark).requests == []
     assert_no_secret(http_edge, out)
 
 
-def test_h2c_upgrade_is_dropped_and_served_as_http(http_edge: Edge, origins: Origins) -> None:
-    origins.clear()
+def test_h2c_upgrade_is_dropped_and_served_as_http(http_edge: Edge,
+                                                   origins: RecordingOrigin) -> None:
+    mark = origins.mark()
     out = http_edge.raw(b"GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n"
                         b"Connection: Upgrade, HTTP2-Settings\r\n"
                         b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
                         b"Connection: close\r\n\r\n")
     assert status_of(out) == 200
-    seen = origins.snapshot()[0]
+    seen = origins.since(mark).requests[0]
     assert seen.header("upgrade") is None and seen.header("http2-settings") is None
 
 
 def test_origin_down_gives_502_and_error_line() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    edge = Edge(dead).start()
+    edge = edge_process(dead).start()
     try:
         status, headers, body = get(edge, "/x")
         assert status == 502
@@ -153,13 +154,12 @@ def test_origin_down_gives_502_and_error_line() -> None:
 
 
 @pytest.fixture(scope="module")
-def slow_edge(origins: Origins) -> Iterator[Edge]:
-    edge = Edge(origins.http_url, env={"WSGATE_EDGE_TIMEOUTS_UPSTREAM_RESPONSE": "0.5",
-                                       "WSGATE_EDGE_TIMEOUTS_REQUEST_HEADER": "1",
-                                       "WSGATE_EDGE_TIMEOUTS_CLIENT_IDLE": "1",
-                                       "WSGATE_EDGE_TIMEOUTS_CLIENT_BODY": "1"}).start()
-    yield edge
-    edge.stop()
+def slow_edge(origins: RecordingOrigin) -> Iterator[Edge]:
+    with edge_process(origins.url, env={"WSGATE_EDGE_TIMEOUTS_UPSTREAM_RESPONSE": "0.5",
+                                        "WSGATE_EDGE_TIMEOUTS_REQUEST_HEADER": "1",
+                                        "WSGATE_EDGE_TIMEOUTS_CLIENT_IDLE": "1",
+                                        "WSGATE_EDGE_TIMEOUTS_CLIENT_BODY": "1"}) as edge:
+        yield edge
 
 
 def test_slow_origin_gives_504(slow_edge: Edge) -> None:
@@ -169,13 +169,13 @@ def test_slow_origin_gives_504(slow_edge: Edge) -> None:
     assert event["errorClass"] == "upstream-timeout" and event["severity"] == "ERROR"
 
 
-def test_slowloris_headers_get_408(slow_edge: Edge, origins: Origins) -> None:
-    origins.clear()
+def test_slowloris_headers_get_408(slow_edge: Edge, origins: RecordingOrigin) -> None:
+    mark = origins.mark()
     with socket.create_connection(("127.0.0.1", slow_edge.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")  # never finishes the headers
         data = sock.recv(4096)
     assert status_of(data) == 408
-    assert origins.snapshot() == []
+    assert origins.since(mark).requests == []
 
 
 def test_log_event_schema(http_edge: Edge) -> None:
@@ -185,38 +185,45 @@ def test_log_event_schema(http_edge: Edge) -> None:
     h = e["httpRequest"]
     assert e["source"] == "edge" and e["severity"] == "INFO"
     assert h["requestMethod"] == "GET" and h["status"] == 201
-    assert h["requestUrl"].endswith("/status/201?q=1") and h["userAgent"] == "pytest-agent"
+    assert h["requestUrl"] == f"http://127.0.0.1:{http_edge.port}/status/201?q=1"
+    assert h["userAgent"] == "pytest-agent"
     assert h["remoteIp"] == "127.0.0.1" and h["latency"].endswith("s")
     assert e["route"] == "*/*" and e["isWebSocket"] is False and e["upstream"]
     assert_no_secret(http_edge)
 
 
-def test_origin_sees_no_request_when_unrouted(origins: Origins) -> None:
-    edge_port = free_port()
-    import tempfile
-    from pathlib import Path
+def test_forwarded_proto_follows_a_trusted_proxy_or_the_configuration(
+        origins: RecordingOrigin) -> None:
+    """auto behind a trusted proxy (client_ip_header set): the proxy's single valid
+    X-Forwarded-Proto, in the header and in the log's requestUrl; a configured value
+    wins over anything the client sends."""
+    with edge_process(origins.url, extra=["--client-ip-header", "CF-Connecting-IP"]) as edge:
+        assert echo(edge, {"X-Forwarded-Proto": "https"})["x-forwarded-proto"] == ["https"]
+        assert echo(edge, {"X-Forwarded-Proto": "gopher"})["x-forwarded-proto"] == ["http"]
+        get(edge, "/status/200", {"X-Forwarded-Proto": "https", "X-Request-Id": "proto-1"})
+        event = edge.wait_event(lambda e: e.get("requestId") == "proto-1")
+        assert event["httpRequest"]["requestUrl"].startswith("https://")
+    with edge_process(origins.url, extra=["--forwarded-proto", "https"]) as edge:
+        assert echo(edge, {"X-Forwarded-Proto": "http"})["x-forwarded-proto"] == ["https"]
 
-    from tests.support import running, wsgate_command
-    toml = Path(tempfile.mkstemp(suffix=".toml")[1])
-    toml.write_text(f'listen = "127.0.0.1:{edge_port}"\n[[routes]]\n'
-                    f'pattern = "app.example.com/*"\norigin = "{origins.http_url}"\n')
-    with running(wsgate_command("edge", "--config", str(toml)), edge_port,
-                 env={"WSGATE_SECRET": SECRET}):
-        origins.clear()
-        out = raw_exchange(edge_port, b"GET /x HTTP/1.1\r\nHost: other.example.com\r\n\r\n")
+
+def test_origin_sees_no_request_when_unrouted(origins: RecordingOrigin) -> None:
+    with edge_process(None, routes=[("app.example.com/*", origins.url)]) as edge:
+        mark = origins.mark()
+        out = edge.raw(b"GET /x HTTP/1.1\r\nHost: other.example.com\r\n\r\n")
         assert status_of(out) == 404 and b"no route for other.example.com/x" in out
-        out = raw_exchange(edge_port, b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\n"
-                                      b"Connection: close\r\n\r\n")
+        out = edge.raw(b"GET /echo HTTP/1.1\r\nHost: app.example.com\r\n"
+                       b"Connection: close\r\n\r\n")
         assert status_of(out) == 200
-        assert [s.target for s in origins.snapshot()] == ["/echo"]
+        assert [s.target for s in origins.since(mark).requests] == [b"/echo"]
 
 
-def test_stale_pooled_connection_is_retried_once(http_edge: Edge, origins: Origins) -> None:
+def test_stale_pooled_connection_is_retried_once(http_edge: Edge, origins: RecordingOrigin) -> None:
     assert get(http_edge, "/drop-next")[0] == 200  # that upstream connection goes to the pool
-    origins.clear()
+    mark = origins.mark()
     status, _, body = get(http_edge, "/status/200")
     assert status == 200
-    assert [s.target for s in origins.snapshot()] == ["/status/200", "/status/200"]
+    assert [s.target for s in origins.since(mark).requests] == [b"/status/200", b"/status/200"]
     # A POST is never replayed: the client gets the 502.
     assert get(http_edge, "/drop-next")[0] == 200
     status, _, body = get(http_edge, "/echo", method="POST", body=b"data")
@@ -224,12 +231,12 @@ def test_stale_pooled_connection_is_retried_once(http_edge: Edge, origins: Origi
 
 
 def test_fake_101_to_plain_request_is_502(http_edge: Edge) -> None:
-    status, _, body = get(http_edge, "/fake-101")
+    status, _, body = get(http_edge, "/_evil/fake-101")
     assert status == 502 and body.startswith(b"Edge Proxy Error: ")
 
 
-def test_expect_100_continue(http_edge: Edge, origins: Origins) -> None:
-    origins.clear()
+def test_expect_100_continue(http_edge: Edge, origins: RecordingOrigin) -> None:
+    mark = origins.mark()
     with socket.create_connection(("127.0.0.1", http_edge.port), timeout=5) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                      b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
@@ -239,7 +246,7 @@ def test_expect_100_continue(http_edge: Edge, origins: Origins) -> None:
         while chunk := sock.recv(65536):
             data += chunk
     assert status_of(data) == 200 and b'"body_len": 5' in data
-    assert origins.snapshot()[0].header("expect") is None
+    assert origins.since(mark).requests[0].header("expect") is None
 
 
 def test_client_that_never_reads_is_dropped(slow_edge: Edge) -> None:
@@ -259,7 +266,7 @@ def test_secret_echoed_by_origin_is_stripped(http_edge: Edge) -> None:
     assert status == 200 and "x-cf-secret" not in headers
 
 
-def test_body_trickle_is_cut(slow_edge: Edge, origins: Origins) -> None:
+def test_body_trickle_is_cut(slow_edge: Edge, origins: RecordingOrigin) -> None:
     with socket.create_connection(("127.0.0.1", slow_edge.port), timeout=10) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
         started = time.monotonic()

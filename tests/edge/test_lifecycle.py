@@ -21,31 +21,14 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.edge.conftest import SECRET, Edge, read_head, status_of, ws_upgrade_request
-from tests.edge.origins import Origins
-from tests.support import ServerProcess, free_port, wsgate_command
+from tests.edge.conftest import read_head, status_of, ws_upgrade_request
+from tests.support import SECRET, Edge, RecordingOrigin, edge_process, wsgate_command
 
 
-def edge_with_config(text: str, port: int, log: Path) -> ServerProcess:
-    toml = Path(tempfile.mkstemp(suffix=".toml")[1])
-    toml.write_text(f'listen = "127.0.0.1:{port}"\nlog_file = "{log}"\n' + text)
-    return ServerProcess(wsgate_command("edge", "--config", str(toml)), port,
-                         {"WSGATE_SECRET": SECRET})
-
-
-def test_sigterm_drains_http_and_closes_websockets_with_1001(origins: Origins) -> None:
-    port, admin = free_port(), free_port()
-    log = Path(tempfile.mkstemp(suffix=".jsonl")[1])
-    edge = edge_with_config(f"""admin_listen = "127.0.0.1:{admin}"
-[timeouts]
-drain = 5
-[[routes]]
-pattern = "*/slow/*"
-origin = "{origins.http_url}"
-[[routes]]
-pattern = "*/*"
-origin = "{origins.ws_url}"
-""", port, log).start()
+def test_sigterm_drains_http_and_closes_websockets_with_1001(origins: RecordingOrigin) -> None:
+    edge = edge_process(None, settings={"timeouts": {"drain": 5}},
+                        routes=[("*/slow/*", origins.url), ("*/*", origins.ws_url)]).start()
+    port, admin = edge.port, edge.admin_port
     try:
         conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
         conn.request("GET", "/readyz")
@@ -80,25 +63,18 @@ origin = "{origins.ws_url}"
             assert time.monotonic() - started < 5 + 2
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        events = [e for e in Edge.events.__get__(_LogView(log))() if e.get("isWebSocket")]
+        events = [e for e in edge.events() if e.get("isWebSocket")]
         assert sum(1 for e in events if e.get("closeCode") == 1001
                    and e.get("closedBy") == "edge") == 2
     finally:
         edge.stop()
 
 
-class _LogView:
-    """Lets Edge.events read an arbitrary log file."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-
-def test_admin_metrics_and_health(origins: Origins) -> None:
-    admin = free_port()
-    edge = Edge(origins.http_url, "--admin-listen", f"127.0.0.1:{admin}").start()
+def test_admin_metrics_and_health(origins: RecordingOrigin) -> None:
+    edge = edge_process(origins.url).start()
+    admin = edge.admin_port
     try:
-        with connect(f"ws://127.0.0.1:{edge.port}/ws-die") as _ws:
+        with connect(f"ws://127.0.0.1:{edge.port}/_bad/die") as _ws:
             pass
     except Exception:  # the origin kills it: only the counters matter here
         pass
@@ -125,8 +101,8 @@ def test_admin_metrics_and_health(origins: Origins) -> None:
 
 
 @pytest.mark.slow
-def test_keepalive_ping_sent_to_silent_client(origins: Origins) -> None:
-    edge = Edge(origins.ws_url, "--ping-interval", "1").start()
+def test_keepalive_ping_sent_to_silent_client(origins: RecordingOrigin) -> None:
+    edge = edge_process(origins.ws_url, extra=("--ping-interval", "1")).start()
     try:
         with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
             sock.sendall(ws_upgrade_request("/silent"))
@@ -159,14 +135,14 @@ def tls_files() -> Iterator[tuple[trustme.CA, Path, Path, Path]]:
     yield ca, chain, key, ca_file
 
 
-def test_tls_listener_and_https_origin(origins: Origins,
+def test_tls_listener_and_https_origin(origins: RecordingOrigin,
                                        tls_files: tuple[trustme.CA, Path, Path, Path]) -> None:
     _ca, chain, key, ca_file = tls_files
     # An https origin: a second edge with TLS in front of the recording origin.
-    inner = Edge(origins.ws_url, "--tls-cert", str(chain), "--tls-key", str(key),
-                 "--insecure-no-secret").start()
-    outer = Edge(f"https://localhost:{inner.port}", "--tls-cert", str(chain), "--tls-key",
-                 str(key), "--origin-ca-file", str(ca_file)).start()
+    inner = edge_process(origins.ws_url, extra=("--tls-cert", str(chain), "--tls-key", str(key),
+                                                "--insecure-no-secret")).start()
+    outer = edge_process(f"https://localhost:{inner.port}", extra=(
+        "--tls-cert", str(chain), "--tls-key", str(key), "--origin-ca-file", str(ca_file))).start()
     try:
         client_ctx = ssl.create_default_context(cafile=str(ca_file))
         with connect(f"wss://localhost:{outer.port}/echo", ssl=client_ctx) as ws:
@@ -177,7 +153,7 @@ def test_tls_listener_and_https_origin(origins: Origins,
         r = c.getresponse()
         assert r.status == 200 and r.read() == b"plain answer from the ws origin\n"
         # Without the CA the outer edge refuses the origin's certificate: 502, never a leak.
-        bad = Edge(f"https://localhost:{inner.port}").start()
+        bad = edge_process(f"https://localhost:{inner.port}").start()
         try:
             c2 = http.client.HTTPConnection("127.0.0.1", bad.port, timeout=5)
             c2.request("GET", "/x")
@@ -200,8 +176,7 @@ def rss_kb(pid: int) -> int:
 
 @pytest.mark.slow
 def test_slow_reader_keeps_edge_memory_bounded(ws_edge: Edge) -> None:
-    assert ws_edge.process.process is not None
-    pid = ws_edge.process.process.pid
+    pid = ws_edge.pid
     before = rss_kb(pid)
     total = 64 * 1024 * 1024
     with socket.create_connection(("127.0.0.1", ws_edge.port), timeout=10) as sock:

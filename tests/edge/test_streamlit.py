@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge.conftest import SECRET, Edge
-from tests.support import ServerProcess, free_port, wsgate_command
+from tests.support import SECRET, Edge, ServerProcess, edge_process, free_port, wsgate_command
 
 pytestmark = [pytest.mark.streamlit, pytest.mark.slow]
 APP = Path(__file__).with_name("streamlit_app.py")
@@ -39,11 +38,8 @@ def start_streamlit(guarded: bool) -> ServerProcess:
 def st_edge(request: pytest.FixtureRequest) -> Iterator[tuple[Edge, ServerProcess, str]]:
     streamlit = start_streamlit(request.param == "guarded")
     try:
-        edge = Edge(f"http://127.0.0.1:{streamlit.port}").start()
-        try:
+        with edge_process(f"http://127.0.0.1:{streamlit.port}") as edge:
             yield edge, streamlit, request.param
-        finally:
-            edge.stop()
     finally:
         streamlit.stop()
 
@@ -79,7 +75,7 @@ def test_stream_session_runs_the_script(st_edge: tuple[Edge, ServerProcess, str]
     event = edge.wait_event(lambda e: e.get("isWebSocket") is True
                             and e.get("message") == "websocket session", timeout=10)
     assert event["bytesToClient"] > 0
-    assert SECRET.encode() not in edge.log.read_bytes()
+    assert SECRET.encode() not in edge.log_file.read_bytes()
 
 
 def test_guarded_origin_refuses_direct_access(st_edge: tuple[Edge, ServerProcess, str]) -> None:

@@ -1,5 +1,5 @@
 """WebSockets through a real `wsgate edge` to a real `websockets` origin (and to the
-recording h11 origin for misbehaving upgrade answers)."""
+recording origin's own port for misbehaving upgrade answers)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.edge.conftest import (
-    SECRET,
-    WS_ACCEPT,
-    Edge,
-    read_head,
-    recv_until_closed,
-    status_of,
-    ws_upgrade_request,
-)
-from tests.edge.origins import Origins
+from tests.edge.conftest import WS_ACCEPT, read_head, status_of, ws_upgrade_request
+from tests.support import SECRET, Edge, RecordingOrigin
+from tests.support.wire import recv_until_closed
 
 
 def ws_url(edge: Edge, path: str = "/echo") -> str:
@@ -72,7 +65,8 @@ def test_origin_close_code_from_path(ws_edge: Edge) -> None:
     assert info.value.rcvd is not None and info.value.rcvd.code == 4404
 
 
-def test_subprotocol_and_deflate_negotiated_end_to_end(ws_edge: Edge, origins: Origins) -> None:
+def test_subprotocol_and_deflate_negotiated_end_to_end(ws_edge: Edge,
+                                                       origins: RecordingOrigin) -> None:
     with connect(ws_url(ws_edge), subprotocols=["superchat", "chat"],
                  additional_headers={"X-CF-Secret": "forged"}) as ws:
         assert ws.subprotocol == "superchat"
@@ -85,12 +79,12 @@ def test_subprotocol_and_deflate_negotiated_end_to_end(ws_edge: Edge, origins: O
     assert seen["sec-websocket-protocol"] == "superchat, chat"
     assert seen["sec-websocket-extensions"] == ws.request.headers["Sec-WebSocket-Extensions"]
     assert seen["x-cf-secret"] == SECRET
-    assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-proto"] == "http"
 
 
 def test_upgrade_refused_by_origin_is_relayed_without_tunnel(http_edge: Edge,
-                                                             origins: Origins) -> None:
-    for path, status in (("/ws-403", 403), ("/ws-400", 400), ("/ws-200", 200)):
+                                                             origins: RecordingOrigin) -> None:
+    for path, status in (("/_bad/403", 403), ("/_bad/400", 400), ("/_bad/200", 200)):
         with socket.create_connection(("127.0.0.1", http_edge.port), timeout=5) as sock:
             sock.sendall(ws_upgrade_request(path))
             head, rest = read_head(sock)
@@ -101,12 +95,12 @@ def test_upgrade_refused_by_origin_is_relayed_without_tunnel(http_edge: Edge,
             tail = recv_until_closed(sock, rest)
             assert b"hello" not in tail
     with pytest.raises(InvalidStatus) as info:
-        connect(ws_url(http_edge, "/ws-403"))
+        connect(ws_url(http_edge, "/_bad/403"))
     assert info.value.response.status_code == 403
 
 
 def test_wrong_accept_from_origin_gives_502(http_edge: Edge) -> None:
-    out = http_edge.raw(ws_upgrade_request("/ws-bad-accept"))
+    out = http_edge.raw(ws_upgrade_request("/_bad/accept"))
     assert status_of(out) == 502 and b"Edge Proxy Error: " in out
     assert b"Switching Protocols" not in out
     event = http_edge.wait_event(lambda e: e.get("errorClass") == "bad-handshake"
@@ -116,7 +110,7 @@ def test_wrong_accept_from_origin_gives_502(http_edge: Edge) -> None:
 
 def test_origin_lost_gives_1011_at_a_frame_boundary(http_edge: Edge) -> None:
     with socket.create_connection(("127.0.0.1", http_edge.port), timeout=5) as sock:
-        sock.sendall(ws_upgrade_request("/ws-die"))
+        sock.sendall(ws_upgrade_request("/_bad/die"))
         head, rest = read_head(sock)
         assert status_of(head) == 101 and WS_ACCEPT.encode() in head
         data = recv_until_closed(sock, rest)
@@ -129,7 +123,7 @@ def test_origin_lost_gives_1011_at_a_frame_boundary(http_edge: Edge) -> None:
 
 def test_origin_lost_mid_frame_just_closes(http_edge: Edge) -> None:
     with socket.create_connection(("127.0.0.1", http_edge.port), timeout=5) as sock:
-        sock.sendall(ws_upgrade_request("/ws-die-mid"))
+        sock.sendall(ws_upgrade_request("/_bad/die-mid"))
         head, rest = read_head(sock)
         assert status_of(head) == 101
         data = recv_until_closed(sock, rest)
@@ -137,7 +131,7 @@ def test_origin_lost_mid_frame_just_closes(http_edge: Edge) -> None:
     http_edge.wait_event(lambda e: e.get("errorClass") == "origin-lost-mid-frame")
 
 
-def test_origin_killed_with_websockets_open(ws_edge: Edge, origins: Origins) -> None:
+def test_origin_killed_with_websockets_open(ws_edge: Edge, origins: RecordingOrigin) -> None:
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(connect(ws_url(ws_edge))) for _ in range(3)]
         for ws in clients:
@@ -152,4 +146,4 @@ def test_origin_killed_with_websockets_open(ws_edge: Edge, origins: Origins) -> 
 
 def test_secret_never_in_logs(ws_edge: Edge, http_edge: Edge) -> None:
     for edge in (ws_edge, http_edge):
-        assert SECRET.encode() not in edge.log.read_bytes()
+        assert SECRET.encode() not in edge.log_file.read_bytes()

@@ -7,56 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from tests.hostile import figures
-from tests.hostile.edgeproc import Edge, run_edge
-from tests.hostile.origin import OriginServer
-from tests.hostile.wire import (
+from tests.support import RecordingOrigin, ServerProcess, edge_process, origin_and_edge, wait_until
+from tests.support.wire import (
     OP_CLOSE,
     OP_TEXT,
     WsClient,
     exchange,
     fd_count,
     thread_count,
-    wait_until,
 )
-from tests.support import REPO, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def origin_process(port: int) -> ServerProcess:
-    return ServerProcess([sys.executable, "-m", "tests.hostile.origin", "--port", str(port)],
-                         port, cwd=str(REPO))
-
-
-@contextlib.contextmanager
-def origin_and_edge(settings: dict[str, object] | None = None
-                    ) -> Iterator[tuple[ServerProcess, Edge, int]]:
-    port = free_port()
-    origin = origin_process(port).start()
-    try:
-        with run_edge(f"http://127.0.0.1:{port}", settings, admin=True) as edge:
-            yield origin, edge, port
-    finally:
-        origin.stop()
-
-
-def metric(edge: Edge, name: str) -> float:
-    assert edge.admin_port is not None
-    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 def kill(process: ServerProcess) -> None:
@@ -111,7 +78,7 @@ def test_origin_killed_with_websockets_open() -> None:
             assert reply is not None and reply.close_code == 1000
 
         asyncio.run(again())
-        assert wait_until(lambda: metric(edge, "wsgate_edge_websockets_open") == 0, 5)
+        assert wait_until(lambda: edge.metric("wsgate_edge_websockets_open") == 0, 5)
         assert wait_until(lambda: fd_count(edge.pid) <= base_fds, 5), (
             f"edge descriptors {fd_count(edge.pid)} > baseline {base_fds}")
         assert thread_count(edge.pid) <= base_threads
@@ -158,7 +125,7 @@ def test_origin_restart_during_http_burst() -> None:
         async def worker(i: int) -> None:
             n = 0
             while not done() and n < per_worker_cap:
-                target = b"/slow?ms=300" if (i + n) % 4 == 0 else b"/fast"
+                target = b"/slow/0.3" if (i + n) % 4 == 0 else b"/fast"
                 sent = time.monotonic()
                 outcomes.append((sent, await _http(edge.port, target, 10.0)))
                 n += 1
@@ -200,11 +167,11 @@ def test_edge_sigterm_under_load() -> None:
         async def run() -> tuple[list[int | str], list[int | None], float, bool]:
             clients = [await WsClient.connect(edge.port, "/ws") for _ in range(30)]
             await asyncio.gather(*(echo_once(c, b"x") for c in clients))
-            in_flight = [asyncio.create_task(_http(edge.port, b"/slow?ms=1500", 10.0))
+            in_flight = [asyncio.create_task(_http(edge.port, b"/slow/1.5", 10.0))
                          for _ in range(10)]
             await asyncio.sleep(0.3)  # the requests are at the origin now
             t0 = time.monotonic()
-            edge.server.signal(signal.SIGTERM)
+            edge.signal(signal.SIGTERM)
 
             async def close_code(c: WsClient) -> int | None:
                 for _ in range(10):
@@ -227,17 +194,17 @@ def test_edge_sigterm_under_load() -> None:
             except ConnectionRefusedError:
                 refused = True
             statuses = await asyncio.gather(*in_flight)
-            assert edge.server.process is not None
-            await asyncio.to_thread(edge.server.process.wait, drain + 5)
+            assert edge.process is not None
+            await asyncio.to_thread(edge.process.wait, drain + 5)
             return statuses, codes, time.monotonic() - t0, refused
 
         statuses, codes, took, refused = asyncio.run(run())
-        assert edge.server.process is not None
+        assert edge.process is not None
         figures.put("faults.sigterm_exit_s", round(took, 2))
         assert statuses == [200] * 10, f"in-flight HTTP cut by the shutdown: {statuses}"
         assert set(codes) == {1001}, f"WebSocket close codes on shutdown: {codes}"
         assert refused, "the edge still accepted connections after SIGTERM"
-        assert edge.server.process.returncode == 0, edge.server.process.returncode
+        assert edge.process.returncode == 0, edge.process.returncode
         assert took < drain + 1.5, f"exit took {took:.1f}s, drain timeout is {drain}s"
         assert edge.secret not in edge.all_output()
 
@@ -246,9 +213,9 @@ def test_origin_closing_idle_keepalive_connections() -> None:
     """The origin closes idle keep-alive connections after 0.3 s (as uvicorn does after
     5 s) and requests arrive just around that moment: a pooled upstream connection the
     origin has closed must never turn a client's request into a 502."""
-    origin = OriginServer(idle_timeout=0.3, record=False).start()
+    origin = RecordingOrigin(idle_timeout=0.3, record=False).start()
     try:
-        with run_edge(f"http://127.0.0.1:{origin.port}") as edge:
+        with edge_process(f"http://127.0.0.1:{origin.port}") as edge:
             statuses: list[int | str] = []
             for i in range(30):
                 time.sleep(0.28 + (i % 7) * 0.005)

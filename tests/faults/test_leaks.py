@@ -13,16 +13,14 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.faults.test_faults import metric, origin_and_edge
 from tests.hostile import figures
-from tests.hostile.wire import (
+from tests.support import origin_and_edge, origin_stats, wait_until
+from tests.support.wire import (
     fd_count,
     rss_bytes,
     thread_count,
     upgrade_request,
-    wait_until,
 )
-from tests.load.test_load import origin_stats
 
 pytestmark = pytest.mark.slow
 
@@ -78,14 +76,14 @@ async def flood_then_go(port: int) -> None:
 
 async def big_body_then_go(port: int) -> None:
     r, w = await _open(port)
-    w.write(b"GET /big?n=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    w.write(b"GET /bytes/50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
     await r.readexactly(100_000)
     _reset(w)
 
 
 async def slow_answer_then_go(port: int) -> None:
     _, w = await _open(port)
-    w.write(b"GET /slow?ms=400 HTTP/1.1\r\nHost: a\r\n\r\n")
+    w.write(b"GET /slow/0.4 HTTP/1.1\r\nHost: a\r\n\r\n")
     await asyncio.sleep(0.05)
     _reset(w)
 
@@ -121,7 +119,7 @@ def test_vanishing_clients_leave_nothing_behind() -> None:
         total = ROUNDS * len(SCENARIOS)
         figures.put("faults.vanishing_clients", total)
         assert edge.alive()
-        assert wait_until(lambda: metric(edge, "wsgate_edge_websockets_open") == 0, 10)
+        assert wait_until(lambda: edge.metric("wsgate_edge_websockets_open") == 0, 10)
         # Upstream keep-alive connections expire after upstream_idle (1 s here).
         assert wait_until(lambda: fd_count(edge.pid) <= base_fds, 10), (
             f"edge descriptors {fd_count(edge.pid)} after {total} vanished clients, "
@@ -152,7 +150,7 @@ def test_client_gone_mid_response_stops_the_origin() -> None:
         figures.put("faults.client_gone_mid_body_origin_sent_mib_per_request",
                     round(sent / n / MIB, 1))
         claimed = [e for e in map(json.loads, edge.events_text().splitlines())
-                   if e.get("httpRequest", {}).get("requestUrl", "").endswith("/big?n=50000000")
+                   if e.get("httpRequest", {}).get("requestUrl", "").endswith("/bytes/50000000")
                    and int(e.get("bytesToClient", 0)) >= body]
         assert sent < n * body / 2, (
             f"the origin sent {sent / n / MIB:.0f} MiB per request to clients that had "
@@ -171,7 +169,7 @@ def test_client_gone_while_origin_thinks_releases_upstream() -> None:
 
         async def one() -> None:
             _, w = await _open(edge.port)
-            w.write(b"GET /slow?ms=5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            w.write(b"GET /slow/5 HTTP/1.1\r\nHost: a\r\n\r\n")
             await asyncio.sleep(0.2)
             _reset(w)
 

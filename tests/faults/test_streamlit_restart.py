@@ -16,9 +16,8 @@ import pytest
 
 from tests.guard.fixtures import SECRETS, http_get, start_guarded_streamlit
 from tests.hostile import figures
-from tests.hostile.edgeproc import run_edge
-from tests.hostile.wire import OP_CLOSE, WsClient
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, edge_process, free_port
+from tests.support.wire import OP_CLOSE, WsClient
 from wsgate.doctor.streamlit_session import SessionResult, run_session
 
 pytestmark = [pytest.mark.streamlit, pytest.mark.slow]
@@ -58,7 +57,7 @@ def test_streamlit_restart_reconnects(how: str, codes: set[int]) -> None:
     secret = SECRETS[0]
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(start_guarded_streamlit(port=port))
-        edge = stack.enter_context(run_edge(f"http://127.0.0.1:{port}", secret=secret))
+        edge = stack.enter_context(edge_process(f"http://127.0.0.1:{port}", secret=secret))
         before = asyncio.run(run_session(f"ws://127.0.0.1:{edge.port}/_stcore/stream",
                                          timeout=30))
         assert before.ok, before

@@ -16,9 +16,9 @@ import pytest
 
 from tests.hostile import figures
 from tests.hostile.corpus import CLOSED, Case, all_cases, masked_text
-from tests.hostile.edgeproc import SECRET_HEADER, Edge, run_edge
-from tests.hostile.origin import OriginServer, Seen
-from tests.hostile.wire import (
+from tests.support import SECRET_HEADER, Edge, RecordingOrigin, edge_process
+from tests.support.origin import Seen
+from tests.support.wire import (
     OP_CLOSE,
     OP_TEXT,
     Exchange,
@@ -42,16 +42,17 @@ CASES = all_cases()
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[OriginServer]:
-    server = OriginServer().start()
+def origin() -> Iterator[RecordingOrigin]:
+    server = RecordingOrigin().start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def edges(origin: OriginServer) -> Iterator[dict[str, Edge]]:
+def edges(origin: RecordingOrigin) -> Iterator[dict[str, Edge]]:
     url = f"http://127.0.0.1:{origin.port}"
-    with run_edge(url, EDGE_SETTINGS) as default, run_edge(url, TRUSTED_SETTINGS) as trusted:
+    with edge_process(url, settings=EDGE_SETTINGS) as default, \
+            edge_process(url, settings=TRUSTED_SETTINGS) as trusted:
         yield {"default": default, "trusted": trusted}
         for edge in (default, trusted):
             assert edge.alive(), f"edge crashed:\n{edge.all_output()[-3000:]}"
@@ -115,7 +116,7 @@ def outcome(ex: Exchange, index: int) -> int | str:
     return "no answer (timeout)" if ex.timed_out else "nothing"
 
 
-def check_invariants(case: Case, edge: Edge, origin: OriginServer, ex: Exchange,
+def check_invariants(case: Case, edge: Edge, origin: RecordingOrigin, ex: Exchange,
                      seen: Seen) -> list[str]:
     """The rules every case keeps, whatever its expected status."""
     problems: list[str] = []
@@ -180,7 +181,7 @@ def _is_ip(value: bytes) -> bool:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case(case: Case, edges: dict[str, Edge], origin: OriginServer) -> None:
+def test_case(case: Case, edges: dict[str, Edge], origin: RecordingOrigin) -> None:
     edge = edges[case.config]
     mark = origin.mark()
     problems: list[str] = []

@@ -22,15 +22,13 @@ from hypothesis import strategies as st
 
 from tests.hostile import figures
 from tests.hostile.corpus import FORGED_IP, FORGED_SECRET
-from tests.hostile.edgeproc import Edge, run_edge
-from tests.hostile.origin import OriginServer
-from tests.hostile.wire import exchange
+from tests.support import Edge, RecordingOrigin, edge_process
+from tests.support.origin import SPECIAL_PATHS
+from tests.support.wire import exchange
 
 EXAMPLES = int(os.environ.get("WSGATE_FUZZ_EXAMPLES", "300"))
 RANDOM = os.environ.get("WSGATE_FUZZ_RANDOM") == "1"
 ALLOWED_5XX = {501, 505}
-# Paths where the test origin itself misbehaves on purpose: not the client's doing.
-ORIGIN_SPECIAL = (b"/status", b"/_bad", b"/slow", b"/big", b"/ws/", b"/_origin")
 
 methods = st.sampled_from([b"GET", b"POST", b"PUT", b"HEAD", b"OPTIONS", b"DELETE", b"PATCH",
                            b"CONNECT", b"TRACE", b"PRI", b"get", b"G\x00T"]) | st.binary(
@@ -115,17 +113,17 @@ def raw_requests(draw: st.DrawFn) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[OriginServer]:
-    server = OriginServer().start()
+def origin() -> Iterator[RecordingOrigin]:
+    server = RecordingOrigin().start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def edge(origin: OriginServer) -> Iterator[Edge]:
+def edge(origin: RecordingOrigin) -> Iterator[Edge]:
     settings_ = {"limits": {"max_body_bytes": 65536},
                  "timeouts": {"request_header": 3.0, "client_body": 3.0, "client_idle": 5.0}}
-    with run_edge(f"http://127.0.0.1:{origin.port}", settings_) as e:
+    with edge_process(f"http://127.0.0.1:{origin.port}", settings=settings_) as e:
         yield e
         assert e.alive(), "edge crashed"
         assert e.secret not in e.all_output(), "the secret appears in an edge log line"
@@ -136,7 +134,7 @@ def edge(origin: OriginServer) -> Iterator[Edge]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(raw=raw_requests(), cuts=st.lists(st.integers(1, 400), max_size=3))
-def test_random_requests(raw: bytes, cuts: list[int], edge: Edge, origin: OriginServer) -> None:
+def test_random_requests(raw: bytes, cuts: list[int], edge: Edge, origin: RecordingOrigin) -> None:
     figures.add("fuzz.requests")
     mark = origin.mark()
     # Half-close after sending, so an incomplete request ends in EOF, not in a wait
@@ -166,7 +164,7 @@ def test_random_requests(raw: bytes, cuts: list[int], edge: Edge, origin: Origin
         figures.add("fuzz.fake_101")
         problems.append("fake 101")
     special = any(raw.split(b" ", 2)[1:2] and raw.split(b" ", 2)[1].startswith(p)
-                  for p in ORIGIN_SPECIAL)
+                  for p in SPECIAL_PATHS)
     for status in ex.statuses:
         if status >= 500 and status not in ALLOWED_5XX and not special:
             problems.append(f"{status} for a client's input")

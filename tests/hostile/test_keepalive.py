@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.hostile import figures
-from tests.hostile.edgeproc import Edge, run_edge
-from tests.hostile.origin import SLOWFRAME_PAYLOAD, OriginServer
-from tests.hostile.wire import (
+from tests.support import Edge, RecordingOrigin, edge_process
+from tests.support.origin import SLOWFRAME_PAYLOAD
+from tests.support.wire import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -32,16 +32,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[OriginServer]:
-    server = OriginServer(record=False).start()
+def origin() -> Iterator[RecordingOrigin]:
+    server = RecordingOrigin(record=False).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def edge(origin: OriginServer) -> Iterator[Edge]:
+def edge(origin: RecordingOrigin) -> Iterator[Edge]:
     settings = {"timeouts": {"websocket_ping_interval": 1.0}}
-    with run_edge(f"http://127.0.0.1:{origin.port}", settings) as e:
+    with edge_process(f"http://127.0.0.1:{origin.port}", settings=settings) as e:
         yield e
         assert e.alive()
 

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.hostile import figures
-from tests.hostile.edgeproc import Edge, run_edge
-from tests.hostile.origin import OriginServer
-from tests.hostile.wire import exchange, fd_count, rss_bytes, wait_until
+from tests.support import Edge, RecordingOrigin, edge_process, wait_until
+from tests.support.wire import exchange, fd_count, rss_bytes
 
 TIMEOUT = 2.0  # request_header, client_body and client_idle of this edge
 SLACK = 3.0  # scheduling slack on a loaded 2-core machine
@@ -25,17 +24,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[OriginServer]:
-    server = OriginServer(record=False).start()
+def origin() -> Iterator[RecordingOrigin]:
+    server = RecordingOrigin(record=False).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def edge(origin: OriginServer) -> Iterator[Edge]:
+def edge(origin: RecordingOrigin) -> Iterator[Edge]:
     settings = {"timeouts": {"request_header": TIMEOUT, "client_body": TIMEOUT,
                              "client_idle": TIMEOUT}}
-    with run_edge(f"http://127.0.0.1:{origin.port}", settings) as e:
+    with edge_process(f"http://127.0.0.1:{origin.port}", settings=settings) as e:
         yield e
         assert e.alive()
         assert e.secret not in e.all_output()
@@ -142,7 +141,7 @@ def test_idle_keepalive_is_closed(edge: Edge) -> None:
             s.close()
 
 
-def test_client_that_never_reads(edge: Edge, origin: OriginServer) -> None:
+def test_client_that_never_reads(edge: Edge, origin: RecordingOrigin) -> None:
     """A client asks for 200 MB and never reads: the edge's memory stays bounded
     (flow control stops the origin), and when the client goes the upstream
     connection and descriptors are released."""
@@ -152,7 +151,7 @@ def test_client_that_never_reads(edge: Edge, origin: OriginServer) -> None:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     s.connect(("127.0.0.1", edge.port))
-    s.sendall(b"GET /big?n=200000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    s.sendall(b"GET /bytes/200000000 HTTP/1.1\r\nHost: a\r\n\r\n")
     peak = base_rss
     deadline = time.monotonic() + 4.0
     while time.monotonic() < deadline:

@@ -8,23 +8,17 @@ own process (uvloop). Every phase is bounded in time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import re
 import resource
 import socket
-import sys
 import time
-import urllib.request
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
 from tests.hostile import figures
-from tests.hostile.edgeproc import Edge, run_edge
-from tests.hostile.wire import (
+from tests.support import origin_and_edge, origin_stats, wait_until
+from tests.support.wire import (
     OP_BINARY,
     OP_CLOSE,
     close_payload,
@@ -32,10 +26,8 @@ from tests.hostile.wire import (
     fd_count,
     parse_frame,
     rss_bytes,
-    wait_until,
     ws_accept,
 )
-from tests.support import REPO, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -74,32 +66,6 @@ def new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-
-@contextlib.contextmanager
-def origin_and_edge(settings: dict[str, object] | None = None
-                    ) -> Iterator[tuple[ServerProcess, Edge, int]]:
-    port = free_port()
-    origin = ServerProcess([sys.executable, "-m", "tests.hostile.origin", "--port", str(port)],
-                           port, cwd=str(REPO)).start()
-    try:
-        with run_edge(f"http://127.0.0.1:{port}", settings, admin=True) as edge:
-            yield origin, edge, port
-    finally:
-        origin.stop()
-
-
-def origin_stats(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_origin/stats", timeout=5) as r:
-        stats: dict[str, int] = json.loads(r.read())
-    return stats
-
-
-def metric(edge: Edge, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin_port}/metrics", timeout=5) as r:
-        match = re.search(rf"^{name} ([0-9.e+-]+)$", r.read().decode(), re.M)
-    assert match, name
-    return float(match.group(1))
 
 
 async def read_exactly(reader: asyncio.StreamReader, want: bytes) -> bool:
@@ -176,7 +142,7 @@ def test_ten_thousand_websockets() -> None:
             async with asyncio.timeout(120):
                 echoed = await asyncio.gather(*(exchange_message(c) for c in opened))
             peak_rss = max(peak_rss, rss_bytes(edge.pid))
-            gauge = metric(edge, "wsgate_edge_websockets_open")
+            gauge = edge.metric("wsgate_edge_websockets_open")
             async with asyncio.timeout(120):
                 closed = await asyncio.gather(*(close_ws(c) for c in opened))
             return {"opened": len(opened), "echoed": sum(echoed), "closed": sum(closed),
@@ -204,7 +170,7 @@ def test_ten_thousand_websockets() -> None:
         assert r["closed"] == n, f"only {r['closed']}/{n} closed cleanly"
         assert wait_until(lambda: fd_count(edge.pid) <= base_fds + 4, 30), (
             f"edge descriptors {fd_count(edge.pid)} after close, baseline {base_fds}")
-        assert metric(edge, "wsgate_edge_websockets_open") == 0
+        assert edge.metric("wsgate_edge_websockets_open") == 0
         assert edge.alive()
 
 
@@ -230,7 +196,7 @@ def test_slow_reader_memory_is_bounded(kind: str) -> None:
             if kind == "websocket":
                 s.sendall(HANDSHAKE.replace(b"GET /ws ", b"GET /ws/flood?n=%d " % SLOW_TOTAL))
             else:
-                s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: a\r\n\r\n" % SLOW_TOTAL)
+                s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: a\r\n\r\n" % SLOW_TOTAL)
             peak = base_rss
             got = bytearray()
             t0 = time.monotonic()

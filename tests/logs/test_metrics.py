@@ -12,18 +12,9 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from tests.logs.edge_support import (
-    EdgeProcess,
-    admin_get,
-    edge_process,
-    http_get,
-    origin_process,
-    scrape,
-    started,
-    value,
-    wait_until,
-)
-from tests.support import LOOPBACK, ServerProcess, free_port
+from tests.logs.edge_support import admin_get, http_get, origin_process, scrape, value
+from tests.support import LOOPBACK, ServerProcess, edge_process, free_port, started, wait_until
+from tests.support import Edge as EdgeProcess
 from wsgate.edge.metrics import close_code_label
 
 REQUESTS = "wsgate_edge_requests_total"

@@ -15,9 +15,19 @@ from typing import Any
 
 import pytest
 
-from tests.logs.edge_support import SECRET, edge_process, http_get, started, wait_until
+from tests.logs.edge_support import http_get
 from tests.logs.helpers import json_lines, run_logs
-from tests.support import LOOPBACK, REPO, ServerProcess, free_port, wsgate_command
+from tests.support import (
+    LOOPBACK,
+    REPO,
+    SECRET,
+    ServerProcess,
+    edge_process,
+    free_port,
+    started,
+    wait_until,
+    wsgate_command,
+)
 from wsgate.doctor.streamlit_session import run_session
 
 pytestmark = [pytest.mark.streamlit, pytest.mark.slow]

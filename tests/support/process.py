@@ -1,4 +1,4 @@
-"""Shared test helpers: free loopback ports and real server processes.
+"""Real server processes for tests: free loopback ports, start, wait, stop.
 
 Every process started here is stopped by PID (its whole process group) when the
 context exits, so no test leaves servers behind.
@@ -16,12 +16,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 LOOPBACK = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -40,6 +41,19 @@ def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 30.0,
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0,
+               interval: float = 0.05) -> bool:
+    """Polls `condition()` until true or `timeout` seconds passed; checked at least once
+    and once more at the deadline (for asynchronous bookkeeping: logs, counters, fds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
 
 
 @dataclass
@@ -98,14 +112,24 @@ def wsgate_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "wsgate", *args]
 
 
+S = TypeVar("S", bound=ServerProcess)
+
+
 @contextlib.contextmanager
-def running(args: Sequence[str], port: int, env: dict[str, str] | None = None,
-            timeout: float = 60.0, cwd: str | None = None) -> Iterator[ServerProcess]:
-    server = ServerProcess(args, port, env or {}, cwd).start(timeout)
+def started(server: S, timeout: float = 60.0) -> Iterator[S]:
+    """`server` started for the block (waiting up to `timeout` for its port), then stopped."""
+    server.start(timeout)
     try:
         yield server
     finally:
         server.stop()
+
+
+def running(args: Sequence[str], port: int, env: dict[str, str] | None = None,
+            timeout: float = 60.0, cwd: str | None = None
+            ) -> contextlib.AbstractContextManager[ServerProcess]:
+    """Any server command (not the edge: use `edge_process`) for the block."""
+    return started(ServerProcess(args, port, env or {}, cwd), timeout)
 
 
 IP = shutil.which("ip")

@@ -318,6 +318,29 @@ def exchange(port: int, chunks: list[bytes] | tuple[bytes, ...], *, expect: int 
     return ex
 
 
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes, read until the server closes (or `timeout`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return recv_until_closed(sock, timeout=timeout)
+
+
+def recv_until_closed(sock: socket.socket, initial: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Everything the peer sends until it closes, resets, or `timeout` passes."""
+    sock.settimeout(timeout)
+    data = initial
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 # ---------------------------------------------------------------- asyncio WebSocket client
 
 class WsClient:
@@ -426,15 +449,3 @@ def thread_count(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise RuntimeError(f"no Threads for pid {pid}")
-
-
-def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate()` until true or `timeout` seconds passed (bounded loop)."""
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
