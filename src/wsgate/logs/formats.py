@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
-from wsgate.logs.events import FLOAT_DIGITS, SCHEMA, TRACE_KEY
+from wsgate.logs.events import SCHEMA, TRACE_KEY, rounded
 from wsgate.logs.model import (
     SEVERITIES,
     Event,
@@ -149,7 +149,7 @@ def _copy_fields(event: Event, payload: dict[str, Any],
         value = get(key)
         if value is not None and type(value) in types:
             # Rounded as wsgate writes floats now, whoever wrote this one.
-            event[key] = round(value, FLOAT_DIGITS) if type(value) is float else value
+            event[key] = rounded(value) if type(value) is float else value
 
 
 def _finish(event: Event) -> Event:
@@ -195,10 +195,6 @@ def _wsgate_rest(event: Event, doc: dict[str, Any]) -> Event:
     return event
 
 
-def from_wsgate(doc: dict[str, Any]) -> Event:
-    return _wsgate_rest(_wsgate_quick(doc), doc)
-
-
 def _cloud_quick(doc: dict[str, Any]) -> Event:
     """A LogEntry as `gcloud logging read --format json` prints it."""
     event: Event = {}
@@ -239,10 +235,6 @@ def _cloud_rest(event: Event, doc: dict[str, Any]) -> Event:
     return event
 
 
-def from_cloud_logging(doc: dict[str, Any]) -> Event:
-    return _cloud_rest(_cloud_quick(doc), doc)
-
-
 def _console_text(parts: object) -> str:
     """One console.log call's arguments as one line, like wrangler's pretty mode."""
     if parts is None:
@@ -258,7 +250,7 @@ def _console_text(parts: object) -> str:
     return " ".join(texts).replace("\n", " ")
 
 
-def from_wrangler(doc: dict[str, Any]) -> Event:
+def _wrangler_event(doc: dict[str, Any]) -> Event:
     """A `wrangler tail --format json` TailEventMessage (a Worker invocation)."""
     event: Event = {}
     stamp = doc.get("eventTimestamp")
@@ -371,7 +363,7 @@ def _nothing_more(event: Event, doc: dict[str, Any]) -> Event:
 
 WSGATE: Final = Format(_wsgate_quick, _wsgate_rest)
 CLOUD_LOGGING: Final = Format(_cloud_quick, _cloud_rest)
-WRANGLER: Final = Format(from_wrangler, _nothing_more)  # rare in bulk: all in one step
+WRANGLER: Final = Format(_wrangler_event, _nothing_more)  # rare in bulk: all in one step
 
 
 def detect(doc: object) -> Format | None:

@@ -21,13 +21,10 @@ from wsgate.logs.model import (
     EventPredicate,
     LinePredicate,
     epoch_key,
-    event_epoch,
     normalise_severity,
     parse_iso,
     time_key,
 )
-
-__all__ = ["Query", "QueryError", "StatusFilter", "build_query", "event_epoch", "parse_iso"]
 
 
 class QueryError(ValueError):
