@@ -88,6 +88,16 @@ def test_forwarding_headers(target: Edge, origin: RecordingOrigin) -> None:
     assert resp.header("x-worker-proxy") == b"Active"
 
 
+def test_a_request_body_reaches_the_origin(target: Edge, origin: RecordingOrigin) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+    head = (f"POST /echo HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: {len(body)}"
+            "\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+    resp, seen = one(target, origin, head.encode() + body)
+    assert resp.status == 200
+    assert json.loads(resp.body)["body_len"] == len(body)
+    assert seen[0].body == body
+
+
 def test_a_clients_request_id_is_kept_and_a_bad_one_replaced(
         target: Edge, origin: RecordingOrigin) -> None:
     resp, seen = one(target, origin, get(target, "/echo", "X-Request-Id: abc-123.x\r\n"))

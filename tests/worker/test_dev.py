@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -149,3 +150,35 @@ def test_dev_answers_like_the_edge_on_its_listen_address(origin: RecordingOrigin
             assert resp.status == 200
             assert resp.headers["X-Worker-Proxy"] == "Active"
         assert "workerd serving http://127.0.0.1:" in dev.output()
+
+
+def test_another_workerd_version_is_named_and_still_runs(
+        origin: RecordingOrigin, tmp_path: Path) -> None:
+    wrapper = tmp_path / "workerd"
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "workerd 2024-01-01"; '
+                       f'exit 0; }}\nexec {workerd_binary()} "$@"\n')
+    wrapper.chmod(0o755)
+    dev = target_process("worker", [("*/*", origin.url)])
+    dev.env["WSGATE_WORKERD"] = str(wrapper)
+    with dev:
+        ex = exchange(dev.port, [b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n"], timeout=10)
+        assert ex.statuses == [200]
+    assert (f"is workerd 2024-01-01; wsgate is tested with workerd@{WORKERD_VERSION}"
+            in dev.output())
+
+
+def test_a_busy_port_is_one_line_and_no_workerd(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "edge.toml"
+        config.write_text(config_toml({"listen": f"{LOOPBACK}:{port}"},
+                                      [("*/*", "http://app.internal:8501")]))
+        done = subprocess.run([sys.executable, "-m", "wsgate", "worker", "dev", "--config",
+                               str(config)], env={**os.environ, "WSGATE_SECRET": SECRET,
+                                                  "WSGATE_WORKERD": str(workerd_binary())},
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"wsgate worker dev: cannot listen on {LOOPBACK}:{port}: Address already in use"]

@@ -8,10 +8,10 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, NoReturn
 
 import click
 
@@ -25,7 +25,7 @@ from wsgate.worker.rules import check_platform, platform_notes
 _BUILD_PLACEHOLDER = "wsgate-build-placeholder-never-used"
 
 
-def _fail(command: str, message: str) -> None:
+def _fail(command: str, message: str) -> NoReturn:
     click.echo(f"wsgate worker {command}: {message}", err=True)
     sys.exit(2)
 
@@ -39,9 +39,9 @@ def load_for_build(config_path: str | None) -> EdgeConfig:
     return dataclasses.replace(config, secret="")
 
 
-def _checked(command: str, load: Any) -> EdgeConfig:
+def _checked(command: str, load: Callable[[], EdgeConfig]) -> EdgeConfig:
     try:
-        config: EdgeConfig = load()
+        config = load()
         check_platform(config)
     except ConfigError as exc:
         _fail(command, f"configuration error: {exc}")
@@ -107,7 +107,16 @@ def dev(config_path: str | None, listen: str | None, out_dir: str | None) -> Non
         binary = workerd.find_workerd(os.environ, Path.cwd())
     except workerd.WorkerdMissing as exc:
         _fail("dev", str(exc))
+    reported = workerd.reported_version(binary)
+    if not workerd.version_matches(reported):
+        click.echo(f"wsgate worker dev: {binary} is {reported or 'of unknown version'}; wsgate "
+                   f"is tested with workerd@{workerd.WORKERD_VERSION} "
+                   f"(`{workerd.install_command()}`)", err=True)
     host, port = config.listen_addr
+    problem = workerd.listen_problem(host, port)
+    if problem:
+        click.echo(f"wsgate worker dev: cannot listen on {config.listen}: {problem}", err=True)
+        sys.exit(1)
     with _folder(out_dir) as folder:
         write_worker(config, folder)
         (folder / "config.capnp").write_text(

@@ -275,7 +275,9 @@ function refuse(ex, err) {
 }
 
 function oneLine(err) {
-  const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  // "TypeError: ..." says something; a plain "Error: " prefix says nothing.
+  const text = !(err instanceof Error) ? String(err)
+    : err.name === "Error" ? err.message : `${err.name}: ${err.message}`;
   return text.replace(/[\r\n]+/g, " ").slice(0, 300);
 }
 

@@ -60,6 +60,16 @@ def find_workerd(environ: Mapping[str, str], cwd: Path) -> Path:
                          f"(or set {ENV_BINARY} to its path)")
 
 
+def reported_version(binary: Path) -> str:
+    """What `workerd --version` prints ("workerd 2026-11-17"), or "" when it cannot run."""
+    try:
+        done = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
 def version_matches(reported: str) -> bool:
     """`workerd --version` prints the build date ("workerd 2026-11-17"); the npm version
     carries it as 1.YYYYMMDD.N."""
@@ -114,6 +124,20 @@ def start(binary: Path, folder: Path, environ: Mapping[str, str],
     return subprocess.Popen(
         [str(binary), "serve", str(folder / "config.capnp"), "config"],
         env=dict(environ), cwd=folder, stdout=stdout, preexec_fn=_die_with_parent)
+
+
+def listen_problem(host: str, port: int) -> str:
+    """Why workerd could not listen on host:port ("" when it can): checked before it
+    starts, so a port held by another server is never mistaken for workerd's."""
+    bind_host = "" if host in ("0.0.0.0", "*") else host.strip("[]")
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind_host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def wait_listening(process: subprocess.Popen[bytes], host: str, port: int,
