@@ -55,6 +55,11 @@ def _run_ns(pid: int) -> int:
     return total
 
 
+def fd_count(pid: int) -> int:
+    """Open file descriptors of one process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 @dataclass(frozen=True)
 class Usage:
     cpu_s: float  # utime+stime of the whole tree (plus reaped children's), from stat

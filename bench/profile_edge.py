@@ -26,8 +26,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import wsclient
-from targets import Target, origin_process, wsgate_target
+if __package__ in (None, ""):  # `python bench/X.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import wsclient
+from bench.targets import Target, origin_process, wsgate_target
 
 WORKLOADS = ("rt", "small", "large", "handshake", "http")
 

@@ -32,9 +32,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import procstat
-import wsclient
-from targets import (
+if __package__ in (None, ""):  # `python bench/X.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import procstat, wsclient
+from bench.targets import (
     Process,
     Target,
     direct_target,

@@ -3,7 +3,7 @@
     python bench/soak.py                 # 10 minutes, the figure docs/reliability.md quotes
     python bench/soak.py --minutes 1     # a quick look
 
-Starts the test origin and a real `wsgate edge`, then keeps a steady mix going:
+Starts the bench origin and a real `wsgate edge` (bench/targets.py), then keeps a steady mix going:
 `--websockets` WebSockets cycling (open, a message every 100 ms for 1-10 s, clean
 close) and `--rps` HTTP requests per second. Every `--sample` seconds it records the
 edge's RSS and descriptor count. After a warm-up (the first 20 % of the run), RSS
@@ -16,22 +16,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # `python bench/soak.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hostile.wire import fd_count, rss_bytes
-from tests.load.test_load import (
-    CLOSE,
-    CLOSE_ECHO,
-    ECHO,
-    HANDSHAKE,
-    MESSAGE,
-    origin_and_edge,
-)
+from bench import procstat, wsclient
+from bench.targets import origin_process, wsgate_target
 
+HANDSHAKE = wsclient.upgrade_request("soak.example.com", 443)
+MESSAGE = wsclient.client_frame(b"hello", opcode=0x1)
+ECHO = b"\x81\x05hello"  # the origin echoes a frame as it came, unmasked
+CLOSE = wsclient.CLOSE_FRAME
+CLOSE_ECHO = b"\x88\x02" + (1000).to_bytes(2, "big")
 MIB = 1024 * 1024
 
 
@@ -67,7 +68,7 @@ async def http_load(port: int, rps: int, stop_at: float, counts: dict[str, int])
     async def one() -> None:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /soak HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            writer.write(b"GET /static/x.js HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             data = await asyncio.wait_for(reader.read(), 10)
             writer.close()
             counts["http_200" if data.startswith(b"HTTP/1.1 200") else "http_other"] += 1
@@ -95,13 +96,15 @@ async def soak(edge_port: int, pid: int, args: argparse.Namespace
     load.append(asyncio.create_task(http_load(edge_port, args.rps, stop_at, counts)))
     samples: list[tuple[float, int, int]] = []
     while time.monotonic() < stop_at:
-        samples.append((time.monotonic() - t0, rss_bytes(pid), fd_count(pid)))
+        samples.append((time.monotonic() - t0, procstat.usage(pid).rss_bytes,
+                        procstat.fd_count(pid)))
         print(f"{samples[-1][0]:7.0f}s  rss {samples[-1][1] / MIB:7.1f} MiB  "
               f"fds {samples[-1][2]:6d}  {counts}", flush=True)
         await asyncio.sleep(min(args.sample, max(0.0, stop_at - time.monotonic())))
     await asyncio.gather(*load)
     await asyncio.sleep(6)  # let the last closes land and pooled upstreams expire (4 s)
-    samples.append((time.monotonic() - t0, rss_bytes(pid), fd_count(pid)))
+    samples.append((time.monotonic() - t0, procstat.usage(pid).rss_bytes,
+                        procstat.fd_count(pid)))
     return samples, counts
 
 
@@ -113,9 +116,21 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=10.0)
     parser.add_argument("--max-growth-mib", type=float, default=8.0)
     args = parser.parse_args()
-    with origin_and_edge() as (_, edge, _):
-        samples, counts = asyncio.run(soak(edge.port, edge.pid, args))
-        alive = edge.alive()
+    workdir = Path(tempfile.mkdtemp(prefix="wsgate-soak-"))
+    secret = secrets.token_hex(16)
+    origin = origin_process(workdir, secret, cpu=None)
+    origin.start()
+    try:
+        edge = wsgate_target(workdir, origin.port, secret, None, [])
+        assert edge.process is not None
+        edge.process.start()
+        try:
+            samples, counts = asyncio.run(soak(edge.port, edge.process.pid, args))
+            alive = edge.process.running()
+        finally:
+            edge.process.stop()
+    finally:
+        origin.stop()
     warm = [s for s in samples if s[0] >= samples[-1][0] * 0.2] or samples
     growth = (max(s[1] for s in warm) - warm[0][1]) / MIB
     fd_delta = samples[-1][2] - samples[0][2]  # idle after the run vs idle before it

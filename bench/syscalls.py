@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import procstat
-import run
-import targets
-import wsclient
+if __package__ in (None, ""):  # `python bench/X.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import procstat, run, targets, wsclient
 
 
 def drive(workload: str, target: targets.Target, request: bytes, count: int) -> None:

@@ -75,6 +75,9 @@ class Process:
         assert self.proc is not None
         return self.proc.pid
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
-import procstat
-import run
-import targets
-import wsclient
+from bench import micro, procstat, run, targets, wsclient
+from tests.support import REPO
 
 SECRET = "bench-test-secret"
-BENCH = Path(targets.__file__).resolve().parent
+BENCH = REPO / "bench"
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +191,40 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     for key in ("rt_p50_us", "small_per_s", "large_mb_s", "handshake_per_s", "http_per_s"):
         assert result["summary"][key]["direct"]["n"] == 3, key
     assert "CPU per 32 B round trip" in proc.stdout
+
+
+def test_micro_times_the_request_path_functions_on_real_input() -> None:
+    """Each step micro.py times really does its work on the sample request (so a
+    changed signature or a step that fails fast cannot pass for a fast step)."""
+    results = {name.split(":")[0]: fn() for name, fn, _ in micro.steps()}
+    assert results["client head"].method == b"GET"
+    origin_headers = dict(results["origin headers"])
+    assert origin_headers[b"x-cf-secret"] == b"bench-secret"
+    assert origin_headers[b"x-forwarded-for"] == b"203.0.113.7"
+    assert results["origin head"].startswith(b"GET /static/app.js?v=3 HTTP/1.1\r\n")
+    assert results["origin answer"].length == micro.ASSET
+    assert b"".join(results["chunked body"]) == b"c" * 8 * 4096
+    client_headers = dict(results["client headers"])
+    assert client_headers[b"cache-control"] == b"public, max-age=86400"
+    assert b"x-cloud-trace-context" not in client_headers
+    assert json.loads(results["log line"])["httpRequest"]["status"] == 200
+
+
+@pytest.mark.parametrize("how", [["-m", "bench.run"], [str(BENCH / "run.py")],
+                                 ["-m", "bench.soak"], [str(BENCH / "soak.py")]],
+                         ids=["run-module", "run-script", "soak-module", "soak-script"])
+def test_entry_points_start_as_module_and_as_script(how: list[str], tmp_path: Path) -> None:
+    """`python -m bench.X` and `python bench/X.py` (quoted in the docs) both import
+    the package; run from elsewhere so the checkout is not on the path by accident."""
+    proc = subprocess.run([sys.executable, *how, "--help"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=tmp_path if "-m" not in how else REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
+
+
+def test_micro_smoke_run_prints_every_step() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "micro.py"), "--scale", "0.001"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name, _, _ in micro.steps():
+        assert name in proc.stdout
