@@ -12,14 +12,16 @@ which is how the secret is kept out of every log line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import IO, Any, Final, Literal
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
+
+if TYPE_CHECKING:
+    import asyncio
 
 Severity = Literal["DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL"]
 Source = Literal["edge", "origin"]
@@ -297,8 +299,12 @@ class EventWriter:
     def write_line(self, line: str) -> None:
         self._lines.append(line)
         if self._timer is None:
+            # Imported here, once per batch: `wsgate logs` reads this module's schema
+            # and must not pay for importing asyncio at start.
+            from asyncio import get_running_loop
+
             try:
-                loop = asyncio.get_running_loop()
+                loop = get_running_loop()
             except RuntimeError:
                 self.flush()
                 return
