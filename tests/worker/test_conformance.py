@@ -9,7 +9,9 @@ docs/worker.md gives the reason.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -27,7 +29,9 @@ from tests.support.wire import (
     exchange,
 )
 from tests.worker.targets import KINDS, target_process
-from wsgate.logs.events import FIELDS, TRACE_KEY
+from wsgate.config import load_config
+from wsgate.logs.events import FIELDS, TRACE_KEY, HttpRequest, build_event, dumps
+from wsgate.policy.routes import match_route
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +188,26 @@ def test_trace_is_refused_before_the_origin(target: Edge, origin: RecordingOrigi
     assert SECRET.encode() not in resp.body
 
 
+ROUTE_HOSTS = ("app.example.com", "APP.Example.com", "app.example.com:8080", "a.example.net",
+               "b.a.example.net", "example.net", "xexample.net", "[::1]:80")
+ROUTE_PATHS = ("/", "/lib", "/lib/", "/lib/x", "/LIB/x", "/_bad", "/_bad/1")
+
+
+def test_routes_match_as_the_python_route_table_says(target: Edge) -> None:
+    config_path = target.args[target.args.index("--config") + 1]
+    config = load_config(config_path, None, {"WSGATE_SECRET": SECRET})
+    for i, (host, path) in enumerate(itertools.product(ROUTE_HOSTS, ROUTE_PATHS)):
+        rid = f"route-case-{i}"
+        request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: {rid}\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        exchange(target.port, [request], timeout=10)
+        expected = match_route(config.routes, host, path)
+        event = target.wait_event(lambda e, rid=rid: e.get("requestId") == rid, timeout=10)
+        assert event.get("route") == (expected.pattern if expected else None), (host, path)
+        if expected is None:
+            assert event["httpRequest"]["status"] == 404
+
+
 def test_one_route_table(target: Edge, origin: RecordingOrigin) -> None:
     resp, seen = one(target, origin, get(target, "/echo", host="a.example.net"))
     assert resp.status == 200 and len(seen) == 1
@@ -280,5 +304,24 @@ def test_one_event_per_request_in_the_shared_schema(
     assert http["requestUrl"] == "https://app.example.com/echo"
     assert http["remoteIp"] == CLIENT_IP
     assert resp.header("x-request-id") == b"conformance-log-1"
-    for line in target.events_text().splitlines():
-        assert json.loads(line)["source"] == "edge"
+    # Every line the target wrote so far (requests, refusals, WebSockets, errors) is
+    # exactly what the shared schema's `build_event` + `dumps` write for its values.
+    lines = target.events_text().splitlines()
+    assert len(lines) > 10
+    for line in lines:
+        assert rebuilt(line) == line
+
+
+def rebuilt(line: str) -> str:
+    event = json.loads(line)
+    http = event["httpRequest"]
+    again = build_event(
+        source=event["source"], message=event["message"], severity=event["severity"],
+        http=HttpRequest(http["requestMethod"], http["requestUrl"], http["status"],
+                         float(http["latency"].removesuffix("s")), http["remoteIp"],
+                         http["userAgent"], int(http["requestSize"]),
+                         int(http["responseSize"]), http["protocol"]),
+        **{k: v for k, v in event.items() if k in FIELDS and k != "source"})
+    again["timestamp"] = event["timestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", event["timestamp"])
+    return dumps(again)
