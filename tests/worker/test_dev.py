@@ -89,6 +89,26 @@ def test_outbound_network_is_only_what_the_config_allows(
     assert origin.since(mark).requests == []
 
 
+def test_a_worker_without_its_secret_fails_closed(
+        origin: RecordingOrigin, tmp_path: Path) -> None:
+    # As deployed before `wrangler secret put`: the binding is missing.
+    port = free_port()
+    config = load_config(None, {"origin": origin.url, "listen": f"{LOOPBACK}:{port}"},
+                         {"WSGATE_SECRET": SECRET})
+    write_worker(config, tmp_path)
+    (tmp_path / "config.capnp").write_text(render_capnp(config, config.listen,
+                                                        with_secret=False))
+    server = ServerProcess([str(workerd_binary()), "serve", "config.capnp", "config"], port,
+                           {}, str(tmp_path))
+    mark = origin.mark()
+    with server:
+        ex = exchange(port, [b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n"], timeout=10)
+    assert ex.statuses == [500]
+    assert ex.responses[0].body == (b"Edge Proxy Error: the Worker secret WSGATE_SECRET is not "
+                                    b"set (wrangler secret put WSGATE_SECRET)\n")
+    assert origin.since(mark).requests == []
+
+
 def test_the_secret_comes_from_secret_file_and_is_in_no_generated_file(
         origin: RecordingOrigin, tmp_path: Path) -> None:
     secret_file = tmp_path / "secret.txt"

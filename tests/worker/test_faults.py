@@ -68,7 +68,7 @@ def origin() -> Iterator[RecordingOrigin]:
 
 @pytest.fixture(scope="module", params=KINDS)
 def target(request: pytest.FixtureRequest, origin: RecordingOrigin) -> Iterator[Edge]:
-    settings = {"timeouts": {"upstream_response": 1.0}}
+    settings = {"timeouts": {"upstream_response": 1.0}, "limits": {"max_body_bytes": 65536}}
     with target_process(request.param, [("*/*", origin.url)], settings=settings) as running:
         yield running
 
@@ -140,3 +140,13 @@ def test_dot_segments(target: Edge, origin: RecordingOrigin) -> None:
     assert ex.statuses == [200]
     expected = b"/echo" if kind_of(target) == "worker" else b"/a/%2e%2e/echo"
     assert [r.target for r in origin.since(mark).requests] == [expected]
+
+
+def test_a_body_over_max_body_bytes_is_refused_before_the_origin(
+        target: Edge, origin: RecordingOrigin) -> None:
+    mark = origin.mark()
+    body = b"x" * 65537
+    ex = exchange(target.port, [b"POST /echo HTTP/1.1\r\n" + HOST + b"Content-Length: 65537"
+                                b"\r\n\r\n" + body], timeout=10)
+    assert ex.statuses == [413]
+    assert origin.since(mark).requests == []
