@@ -196,3 +196,18 @@ def test_cli_usage_errors() -> None:
         assert done.returncode == 2, done.stderr
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_reported_listening_reads_both_childrens_lines() -> None:
+    from wsgate.demo.stack import reported_listening
+
+    output = ("wsgate run: origin guard on: 1 secret(s) from $WSGATE_SECRET\n"
+              "wsgate run: origin listening on http://127.0.0.1:8613 (guarded: answers 403 "
+              "without the secret; open the app at http://127.0.0.1:8080)\n"
+              "wsgate edge listening on http://127.0.0.1:8080 (*/* -> http://127.0.0.1:8613; "
+              "secret header X-CF-Secret)\n"
+              "wsgate edge listening on https://[::1]:8443 (…)\n")
+    assert reported_listening(output) == {("127.0.0.1", 8613), ("127.0.0.1", 8080),
+                                          ("::1", 8443)}
+    # A port only named elsewhere in a line (the edge's origin) is not a report.
+    assert reported_listening("wsgate run: port 8613 on 127.0.0.1 is already in use") == set()
