@@ -1,23 +1,33 @@
 """Several origins end to end, through the real `wsgate edge` CLI: affinity cookie,
 turns, retry on another origin, health, 1012, draining, per-origin metrics.
 
-Recording origins (in-process threads) here; real `wsgate run` replicas behind two
-edges in tests/edge/test_replicas.py.
+First on recording origins (in-process threads), then on three real `wsgate run`
+replicas behind two edges with the same configuration (Streamlit sessions resumed,
+spread, and moved when a replica is killed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import os
+import signal
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
+from tests.guard.fixtures import GuardedStreamlit, start_guarded_streamlit
 from tests.support import (
     LOOPBACK,
     SECRET,
@@ -29,8 +39,11 @@ from tests.support import (
     wait_until,
 )
 from tests.support.wire import OP_CLOSE, WsClient
-from wsgate.config import parse_route
+from wsgate.config import parse_origin, parse_route
 from wsgate.policy.balance import cookie_value, derive_key, origin_id
+
+if TYPE_CHECKING:
+    from wsgate.doctor.streamlit_session import SessionResult
 
 COOKIE = "wsgate_affinity"
 
@@ -60,7 +73,14 @@ def get(edge: Edge, path: str = "/echo", cookie: str | None = None, method: str 
             headers["Cookie"] = cookie
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        # The edge's own Set-Cookie only (Streamlit sets _streamlit_xsrf besides).
+        headers = {k.lower(): v for k, v in resp.getheaders() if k.lower() != "set-cookie"}
+        ours = [v for k, v in resp.getheaders()
+                if k.lower() == "set-cookie" and v.startswith(COOKIE + "=")]
+        assert len(ours) <= 1, ours
+        if ours:
+            headers["set-cookie"] = ours[0]
+        return resp.status, headers, resp.read()
     finally:
         conn.close()
 
@@ -254,3 +274,206 @@ def test_an_origin_that_goes_down_gets_its_websockets_closed_with_1012() -> None
         assert {served_by(get(edge)[2]) for _ in range(4)} == {healthy.port}
         event = edge.wait_event(lambda e: e.get("closeCode") == 1012)
         assert event["upstream"] == failing.url and event["isWebSocket"] is True
+
+
+# --- three `wsgate run` replicas (real Streamlit) behind two edges ---------------------
+
+HEALTH_INTERVAL = 1.0
+
+
+@dataclass
+class Held:
+    """A Streamlit session kept open after its script ran, as a browser tab keeps it."""
+
+    ws: ClientConnection
+    session_id: str
+    cookie: str
+    opened_at: float
+
+
+@pytest.fixture(scope="module")
+def replicas() -> Iterator[list[GuardedStreamlit]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(start_guarded_streamlit(secrets=(SECRET,)))
+               for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def replica_edges(replicas: list[GuardedStreamlit]) -> Iterator[tuple[Edge, Edge]]:
+    urls = [r.base_url for r in replicas]
+    # Two failures in a row take a replica out: one slow answer on a busy machine
+    # must not move sessions.
+    health = {"interval": HEALTH_INTERVAL, "timeout": HEALTH_INTERVAL,
+              "unhealthy_threshold": 2}
+    with started(edge_for(urls, **health)) as first, started(edge_for(urls, **health)) as second:
+        yield first, second
+
+
+def replica_of(cookie: str, replicas: list[GuardedStreamlit]) -> int:
+    """Which replica an affinity cookie names (its origin id)."""
+    oid = cookie.split("=", 1)[1].split(".", 1)[0]
+    return [origin_id(parse_origin(r.base_url, "origin")) for r in replicas].index(oid)
+
+
+def browse(edge: Edge, cookie: str | None = None) -> str:
+    """What the frontend does before each (re)connect: fetch /_stcore/health with the
+    browser's cookie; returns the cookie the browser then holds."""
+    status, headers, body = get(edge, "/_stcore/health", cookie)
+    assert (status, body) == (200, b"ok"), (status, body)
+    return cookie_of(headers) if "set-cookie" in headers else str(cookie)
+
+
+def others(edges: tuple[Edge, Edge], count: int) -> None:
+    """Other clients' requests (no cookie) between one browser's reconnects."""
+    for i in range(count):
+        assert get(edges[i % 2], "/_stcore/health")[0] == 200
+
+
+def ws_url(edge: Edge) -> str:
+    return f"ws://{LOOPBACK}:{edge.port}/_stcore/stream"
+
+
+def session(edge: Edge, cookie: str, resume: str | None = None) -> SessionResult:
+    from wsgate.doctor.streamlit_session import run_session
+
+    return asyncio.run(run_session(ws_url(edge), headers={"Cookie": cookie}, resume=resume))
+
+
+async def hold(edge: Edge, cookie: str, resume: str | None = None) -> Held:
+    """Open a session as the frontend does, run the script once, keep the socket open."""
+    ws, opened_at = await open_stream(edge, cookie, resume)
+    return Held(ws, await run_script(ws), cookie, opened_at)
+
+
+async def reconnect(edge: Edge, held: Held) -> tuple[ClientConnection, str, float]:
+    """The frontend's reconnect: health (with the old cookie), then the stream offering
+    the previous session id. Returns the socket, the cookie now held, when it opened."""
+    cookie = await asyncio.to_thread(browse, edge, held.cookie)
+    ws, opened_at = await open_stream(edge, cookie, held.session_id)
+    return ws, cookie, opened_at
+
+
+async def open_stream(edge: Edge, cookie: str, resume: str | None
+                      ) -> tuple[ClientConnection, float]:
+    from wsgate.doctor.streamlit_session import PLACEHOLDER_TOKEN, SUBPROTOCOL
+
+    offered = [Subprotocol(SUBPROTOCOL), Subprotocol(PLACEHOLDER_TOKEN)]
+    if resume:
+        offered.append(Subprotocol(resume))
+    ws = await connect(ws_url(edge), subprotocols=offered, additional_headers={"Cookie": cookie},
+                       open_timeout=10, ping_interval=None, proxy=None, compression=None)
+    return ws, time.monotonic()
+
+
+async def run_script(ws: ClientConnection) -> str:
+    """Run the script once on an open stream; the session id the server gave."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    from wsgate.doctor.streamlit_session import rerun_message
+
+    await ws.send(rerun_message())
+    session_id = ""
+    async with asyncio.timeout(30):
+        async for data in ws:
+            msg = ForwardMsg()
+            msg.ParseFromString(data)
+            kind = msg.WhichOneof("type")
+            if kind == "new_session":
+                session_id = msg.new_session.initialize.session_id
+            elif kind == "script_finished":
+                break
+    assert session_id
+    return session_id
+
+
+@pytest.mark.streamlit
+@pytest.mark.slow
+def test_a_session_resumes_on_its_replica_through_either_edge(
+        replicas: list[GuardedStreamlit], replica_edges: tuple[Edge, Edge]) -> None:
+    first, second = replica_edges
+    cookie = browse(first)
+    opened = session(first, cookie)
+    assert opened.ok and opened.session_id, opened.error
+    for attempt, edge in enumerate((second, first, second, first), start=1):
+        others(replica_edges, attempt)
+        assert browse(edge, cookie) == cookie, origin_states(edge)  # still its replica
+        again = session(edge, cookie, resume=opened.session_id)
+        assert again.ok, again.error
+        assert again.session_id == opened.session_id, f"session lost at reconnect {attempt}"
+    home = replicas[replica_of(cookie, replicas)].base_url
+    for edge in replica_edges:
+        ended = [e for e in edge.events() if e.get("isWebSocket") and "closedBy" in e]
+        assert ended and {e["upstream"] for e in ended} == {home}
+
+
+@pytest.mark.streamlit
+@pytest.mark.slow
+def test_new_sessions_spread_over_the_replicas_and_a_forged_cookie_still_works(
+        replicas: list[GuardedStreamlit], replica_edges: tuple[Edge, Edge]) -> None:
+    homes = []
+    for i in range(12):
+        edge = replica_edges[i % 2]
+        cookie = browse(edge)
+        result = session(edge, cookie)
+        assert result.ok, result.error
+        homes.append(replica_of(cookie, replicas))
+    assert set(homes) == {0, 1, 2}, homes
+    target = parse_origin(replicas[0].base_url, "origin")
+    forged = f"{COOKIE}={origin_id(target)}.forged-tag-forged-tag-xx"
+    result = session(replica_edges[0], forged)
+    assert result.ok and result.script_finished, result.error
+    assert browse(replica_edges[0], forged) != forged  # the page gets a genuine cookie
+
+
+async def lose_a_replica(replicas: list[GuardedStreamlit], edges: tuple[Edge, Edge]
+                         ) -> tuple[int, list[Held]]:
+    """20 open sessions; SIGKILL the replica of the first; its sessions get a close code
+    and reconnect to live replicas. Returns the victim and the sessions still open."""
+    held = [await hold(edge, browse(edge)) for edge in edges * 10]
+    victim = replica_of(held[0].cookie, replicas)
+    doomed = [h for h in held if replica_of(h.cookie, replicas) == victim]
+    spared = [h for h in held if h not in doomed]
+    process = replicas[victim].server.process
+    assert process is not None and spared
+    os.killpg(process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    for h in doomed:
+        await asyncio.wait_for(h.ws.wait_closed(), HEALTH_INTERVAL + 1)
+        assert h.ws.close_code in (1011, 1012), h.ws.close_code
+    reopened = await asyncio.gather(*(reconnect(edge, h) for h, edge in zip(
+        doomed, edges * len(doomed), strict=False)))
+    back = []
+    for ws, cookie, opened_at in reopened:
+        assert replica_of(cookie, replicas) != victim
+        assert opened_at - killed_at <= HEALTH_INTERVAL + 1
+        back.append(Held(ws, await run_script(ws), cookie, opened_at))  # a new session
+    for h in spared:  # the other sessions never noticed
+        await asyncio.wait_for(h.ws.ping(), 5)
+    return victim, spared + back
+
+
+@pytest.mark.streamlit
+@pytest.mark.slow
+def test_a_killed_replica_loses_its_sessions_to_live_ones_and_comes_back(
+        replicas: list[GuardedStreamlit], replica_edges: tuple[Edge, Edge]) -> None:
+    """Last in the module: it kills one replica (and starts it again)."""
+
+    async def scenario() -> None:
+        victim, still_open = await lose_a_replica(replicas, replica_edges)
+        url = replicas[victim].base_url
+        for edge in replica_edges:
+            assert wait_until(lambda e=edge: origin_states(e)[url]["state"] == "down", 10)
+        # Down, it takes no new session, though it has the fewest WebSockets (none).
+        assert victim not in [replica_of(browse(edge), replicas) for edge in replica_edges * 3]
+        with start_guarded_streamlit(secrets=(SECRET,), port=replicas[victim].port):
+            for edge in replica_edges:
+                assert wait_until(lambda e=edge: origin_states(e)[url]["state"] == "up", 10)
+            # Back, it has the fewest WebSockets: the next new sessions go there.
+            for edge in replica_edges:
+                fresh = await hold(edge, browse(edge))
+                assert replica_of(fresh.cookie, replicas) == victim
+                still_open.append(fresh)
+            for h in still_open:
+                await h.ws.close()
+
+    asyncio.run(scenario())
