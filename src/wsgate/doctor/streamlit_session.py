@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from google.protobuf.message import DecodeError
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -171,16 +171,21 @@ async def _converse(ws_url: str, progress: _Progress, headers: Mapping[str, str]
         if ws.response is not None:
             progress.response_headers = tuple(
                 (k.lower(), v) for k, v in ws.response.headers.raw_items())
-        await ws.send(rerun_message(query_string, page_name, page_url))
-        try:
-            async for data in ws:
-                if isinstance(data, str):
-                    continue  # Streamlit only speaks binary; ignore stray text
-                _record(progress, data)
-                if progress.finished:
-                    break
-        finally:
-            progress.close_code = ws.close_code
+        await _run_script(ws, progress, rerun_message(query_string, page_name, page_url))
+
+
+async def _run_script(ws: ClientConnection, progress: _Progress, rerun: bytes) -> None:
+    """Ask for one run of the script and read until it finished (or the socket ends)."""
+    await ws.send(rerun)
+    try:
+        async for data in ws:
+            if isinstance(data, str):
+                continue  # Streamlit only speaks binary; ignore stray text
+            _record(progress, data)
+            if progress.finished:
+                break
+    finally:
+        progress.close_code = ws.close_code
 
 
 async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
