@@ -39,7 +39,7 @@ def test_every_limit_is_off_by_default() -> None:
     state = AdmissionState(config.admission)
     assert not state.enabled
     for _ in range(1000):  # nothing is refused or kept while every limit is off
-        assert state.connection_opened() is None
+        assert state.connection_opened(10**6) is None
         assert state.check_request("10.0.0.1", 0.0) is None
         assert state.open_websocket("10.0.0.1", ORIGIN, 0.0) is None
     assert state.buckets is None and len(state.client_websockets) == 0
@@ -182,12 +182,25 @@ def test_websockets_per_client_and_per_origin() -> None:
 
 def test_max_connections() -> None:
     state = AdmissionState(limits(max_connections=2))
-    assert state.connection_opened() is None and state.connection_opened() is None
-    refused = state.connection_opened()
+    assert state.connection_opened(0) is None and state.connection_opened(1) is None
+    refused = state.connection_opened(2)
     assert refused is not None and (refused.status, refused.limit) == (503, "max_connections")
     assert limit_in_text("Edge Proxy Error: " + refused.message) == "max_connections"
-    state.connection_closed()
-    assert state.connection_opened() is None
+    assert AdmissionState(limits()).connection_opened(10**6) is None
+
+
+def test_the_glue_counts_connections_itself_or_asks_the_driver() -> None:
+    counted = Admission(limits(max_connections=2), EdgeMetrics(), write_line=print)
+    assert counted.connection_opened() and counted.connection_opened()
+    assert not counted.connection_opened()
+    counted.connection_closed()
+    assert counted.connection_opened()
+    open_now = [5]
+    asked = Admission(limits(max_connections=6), EdgeMetrics(), write_line=print,
+                      open_connections=lambda: open_now[0])
+    assert asked.connection_opened()
+    open_now[0] = 6
+    assert not asked.connection_opened()
 
 
 operations = st.lists(st.tuples(st.sampled_from(["open", "close", "conn", "unconn"]),
@@ -212,12 +225,10 @@ def test_counters_never_negative_never_above_limits_and_match_what_is_held(
         elif op == "close" and (client, origin) in held:
             held.remove((client, origin))
             state.close_websocket(client, origin)
-        elif op == "conn" and state.connection_opened() is None:
+        elif op == "conn" and state.connection_opened(connections) is None:
             connections += 1
         elif op == "unconn" and connections:
             connections -= 1
-            state.connection_closed()
-        assert state.connections == connections
         for c in {c for c, _ in held} | {client}:
             count = state.client_websockets.held(c)
             assert count >= 0
@@ -230,7 +241,7 @@ def test_counters_never_negative_never_above_limits_and_match_what_is_held(
         # Only keys that hold a place are kept.
         assert len(state.client_websockets) <= len(held)
         assert len(state.origin_websockets) <= len(held)
-        assert state.connections <= (max_connections or math.inf)
+        assert connections <= (max_connections or math.inf)
 
 
 def test_giving_back_more_than_was_taken_never_goes_below_zero() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from wsgate.config import Origin
 from wsgate.edge import exchange as xc
+from wsgate.edge.admission import Refusal
 from wsgate.edge.exchange import Exchange, ProxyError, RequestPlan, ResponsePlan
 from wsgate.edge.http1 import (
     LAST_CHUNK,
@@ -53,6 +54,13 @@ class ClientConnection(StreamProtocol):
         if isinstance(peer, tuple):
             ip = str(peer[0])
             self.peer_ip = ip[7:] if ip.startswith("::ffff:") else ip
+        if not self.server.admission.connection_opened():
+            # Over max_connections: answered at once, no request read, so a flood of
+            # connections holds no descriptor longer than this.
+            self.refuse_admission(Exchange(time.monotonic(), self.peer_ip),
+                                  self.server.admission.connection_refusal)
+            self.close()
+            return
         self.server.connections.add(self)
         self.loop.create_task(self.run())
 
@@ -116,7 +124,19 @@ class ClientConnection(StreamProtocol):
             self.refuse(ex, err)
             return False
         ex.route, ex.websocket = plan.route, plan.websocket
-        return await self.proxy(req, ex, plan)
+        admission = self.server.admission
+        if not admission.enabled:
+            return await self.proxy(req, ex, plan)
+        origin_url = plan.route.origin.url
+        refusal = (admission.open_websocket(ex.client_ip, origin_url, ex.t0) if plan.websocket
+                   else admission.check_request(ex.client_ip, ex.t0))
+        if refusal is not None:
+            return self.refuse_admission(ex, refusal)
+        try:
+            return await self.proxy(req, ex, plan)
+        finally:
+            if plan.websocket and not self.handed_off:  # no tunnel: the place is free again
+                admission.close_websocket(ex.client_ip, origin_url)
 
     async def read_head(self) -> RequestHead:
         """The next request head (phase 1), within `request_header` seconds of its first
@@ -146,15 +166,23 @@ class ClientConnection(StreamProtocol):
             except TimeoutError:
                 raise xc.client_timeout("request headers not received in time") from None
 
-    def refuse(self, ex: Exchange, err: ProxyError, extra: list[tuple[bytes, bytes]] | None = None
-               ) -> None:
+    def refuse(self, ex: Exchange, err: ProxyError, extra: list[tuple[bytes, bytes]] | None = None,
+               *, quiet: bool = False) -> None:
         """Answer with an edge-made error (the connection then closes) and log it."""
         ex.fail(err)
         ex.status = err.status
         data = xc.error_response(err, ex, self.server.rules, extra)
         ex.to_client += len(data)
         self.write(data)
-        self.server.log_exchange(ex)
+        self.server.log_exchange(ex, quiet=quiet)
+
+    def refuse_admission(self, ex: Exchange, refusal: Refusal) -> bool:
+        """Admission control said no (docs/admission.md): its status with Retry-After;
+        under a flood from one client the event joins a summary instead."""
+        alone = self.server.admission.log_alone(ex.client_ip, refusal, ex.t0, ex.websocket)
+        self.refuse(ex, ProxyError(refusal.status, f"admission-{refusal.limit}", refusal.message),
+                    [(b"retry-after", b"%d" % refusal.retry_after)], quiet=not alone)
+        return False
 
     def give_up(self, ex: Exchange, exc: BaseException) -> bool:
         """The client went away mid-exchange: log it and drop the connection."""

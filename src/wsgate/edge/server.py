@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from wsgate.config import EdgeConfig
+from wsgate.edge.admission import Admission
 from wsgate.edge.balancer import Balancer
 from wsgate.edge.client import ClientConnection
 from wsgate.edge.exchange import EdgeRules, Exchange
@@ -52,6 +53,11 @@ class EdgeServer:
                                  ca_file=config.origin_ca_file)
         self.connections: set[ClientConnection] = set()
         self.tunnels: set[Tunnel] = set()
+        # Open client connections are the two sets above: admission asks them, so its
+        # max_connections count cannot drift from what is really open.
+        self.admission = Admission(
+            config.admission, self.metrics, write_line=self.write_line,
+            open_connections=lambda: len(self.connections) + len(self.tunnels))
         # Routes with several origins: affinity, health checks, draining (docs/origins.md).
         self.balancer = Balancer(config, self.metrics)
         self.draining = False
@@ -124,20 +130,23 @@ class EdgeServer:
             tunnel.abort()
         self.pool.close_all()
         self.balancer.stop()
+        self.admission.flush()
         await asyncio.sleep(0)
 
     # Phase 7: one event per exchange, one per WebSocket session.
-    def log_exchange(self, ex: Exchange) -> None:
+    def log_exchange(self, ex: Exchange, *, quiet: bool = False) -> None:
+        """`quiet`: counted in the metrics, its event left to a flood summary."""
         ex.finish()
         seconds = time.monotonic() - ex.t0
         severity, message = ex.outcome()
         route = ex.route
-        self.write_line(edge_line(
-            message, severity, ex.method.decode("latin-1"), _url(ex), ex.status, seconds,
-            ex.client_ip, ex.user_agent.decode("latin-1"), ex.req_id.decode("ascii"),
-            route.pattern if route else None, _upstream(ex), ex.websocket,
-            ex.from_client, ex.to_client,
-            error_class=ex.error_class, error=ex.error))
+        if not quiet:
+            self.write_line(edge_line(
+                message, severity, ex.method.decode("latin-1"), _url(ex), ex.status, seconds,
+                ex.client_ip, ex.user_agent.decode("latin-1"), ex.req_id.decode("ascii"),
+                route.pattern if route else None, _upstream(ex), ex.websocket,
+                ex.from_client, ex.to_client,
+                error_class=ex.error_class, error=ex.error))
         self.metrics.request_done(route.pattern if route else "-", ex.status, seconds,
                                   ex.from_client, ex.to_client)
         if ex.error_class and ex.status >= 500:
@@ -155,6 +164,8 @@ class EdgeServer:
         self.tunnels.discard(tunnel)
         if ex.origin is not None:
             self.balancer.websocket_closed(ex.origin, tunnel)
+        if ex.route is not None:
+            self.admission.close_websocket(ex.client_ip, ex.route.origin.url)
         duration = time.monotonic() - tunnel.started
         error_class = tunnel.error_class
         route = ex.route

@@ -155,7 +155,6 @@ class AdmissionState:
 
     def __init__(self, limits: AdmissionLimits) -> None:
         self.limits = limits
-        self.connections = 0
         rate = limits.max_requests_per_second_per_client
         self.buckets = (TokenBuckets(rate, limits.burst or rate, limits.max_tracked_clients)
                         if rate else None)
@@ -181,17 +180,13 @@ class AdmissionState:
         return bool(lim.max_connections or lim.max_requests_per_second_per_client
                     or lim.max_websockets_per_client or lim.max_websockets_per_origin)
 
-    def connection_opened(self) -> Refusal | None:
-        """A client connection arrived; on None it is counted until `connection_closed`."""
+    def connection_opened(self, open_now: int) -> Refusal | None:
+        """A client connection arrived while `open_now` others are open (WebSocket
+        tunnels included: each holds a client descriptor too)."""
         limit = self.limits.max_connections
-        if limit and self.connections >= limit:
+        if limit and open_now >= limit:
             return self.connection_refusal
-        self.connections += 1
         return None
-
-    def connection_closed(self) -> None:
-        """Once for each connection `connection_opened` admitted."""
-        self.connections = max(0, self.connections - 1)
 
     def check_request(self, client_ip: str, now: float) -> Refusal | None:
         """A request that is not an upgrade: takes a token from the client's bucket."""
