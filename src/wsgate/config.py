@@ -31,8 +31,9 @@ DEFAULT_CACHE_EXTENSIONS: Final = (
 )
 # RFC 9110 token characters: what a header name may contain.
 _TOKEN_RE: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# Visible ASCII plus space/tab, no leading/trailing whitespace: a safe header value.
+# host[:port] or [IPv6][:port]: what X-Forwarded-Host may be set to.
 _PUBLIC_HOST_RE: Final = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+# Visible ASCII plus space/tab, no leading/trailing whitespace: a safe header value.
 _VALUE_RE: Final = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$")
 
 
@@ -178,10 +179,7 @@ class EdgeConfig:
 
     @property
     def marker(self) -> tuple[str, str] | None:
-        if not self.marker_header:
-            return None
-        name, _, value = self.marker_header.partition(":")
-        return name.strip(), value.strip()
+        return parse_marker(self.marker_header)
 
 
 # Keys accepted at each level of the TOML document (and in the environment).
@@ -208,6 +206,20 @@ def parse_hostport(text: str, key: str) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(f"{key}: port {port_text!r} is not a number in 0-65535")
     return host or "0.0.0.0", int(port_text)
+
+
+def parse_marker(text: str) -> tuple[str, str] | None:
+    """`marker_header` ("Name: value", or "" for none) → (name, value)."""
+    if not text:
+        return None
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep:
+        raise ConfigError(f"marker_header: {text!r} must be 'Name: value'")
+    _check_header_name(name, "marker_header")
+    if not _VALUE_RE.match(value):
+        raise ConfigError(f"marker_header: value {value!r} is not a valid header value")
+    return name, value
 
 
 def parse_origin(url: str, key: str) -> Origin:
@@ -450,7 +462,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         sections[name] = _build(cls, sub, f"{name}.")
     hints = typing.get_type_hints(EdgeConfig)
     if isinstance(raw.get("workers"), str) and raw["workers"].strip().lower() == "auto":
-        raw["workers"] = os.cpu_count() or 1
+        raw["workers"] = usable_cpus()
     values = {name: _coerce(value, tuple if name == "strip_response_headers" else hints[name],
                             name) for name, value in raw.items()}
     secret = read_secret(values.get("secret_env", DEFAULT_SECRET_ENV),
@@ -460,10 +472,18 @@ def load_config(path: str | os.PathLike[str] | None = None,
     return config
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (a cpuset or `taskset` counts), for workers = "auto"."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def validate(c: EdgeConfig) -> None:
     """Cross-field and value checks, each naming its key."""
-    c.listen_addr  # noqa: B018 - parses and raises ConfigError on a bad value
-    c.admin_addr  # noqa: B018
+    parse_hostport(c.listen, "listen")
+    if c.admin_listen:
+        parse_hostport(c.admin_listen, "admin_listen")
     if c.public_host and not _PUBLIC_HOST_RE.fullmatch(c.public_host):
         raise ConfigError(f"public_host: {c.public_host!r} is not host[:port]")
     if c.forwarded_proto not in ("auto", "http", "https"):
@@ -481,13 +501,7 @@ def validate(c: EdgeConfig) -> None:
             f"environment variable {c.secret_env} is not set")
         raise ConfigError(f"secret: {where}; set it (or choose another with --secret-env / "
                           "--secret-file), or pass --insecure-no-secret to run without one")
-    if c.marker_header:
-        name, sep, value = c.marker_header.partition(":")
-        if not sep:
-            raise ConfigError(f"marker_header: {c.marker_header!r} must be 'Name: value'")
-        _check_header_name(name.strip(), "marker_header")
-        if not _VALUE_RE.match(value.strip()):
-            raise ConfigError(f"marker_header: value {value.strip()!r} is not a valid header value")
+    parse_marker(c.marker_header)
     for name in c.strip_response_headers:
         _check_header_name(name, "strip_response_headers")
     if bool(c.tls_cert) != bool(c.tls_key):

@@ -1,6 +1,7 @@
 """Header policy for both directions, client IP selection, request ids, cache rule.
 
-Headers are `(name, value)` byte pairs with lowercase names, as h11 yields them.
+Headers are `(name, value)` byte pairs with lowercase names, as the edge's HTTP/1.1
+parser yields them.
 Order of the request rules matters and is fixed here: first everything the client
 must not control is removed (hop-by-hop headers, every header the client named in
 `Connection`, its copies of the secret and of the forwarding headers), only then
@@ -32,7 +33,7 @@ KNOWN_CLIENT_IP_HEADERS: Final = frozenset({
     b"cf-connecting-ip", b"true-client-ip", b"x-client-ip", b"fastly-client-ip",
     b"x-cluster-client-ip", b"cf-connecting-ipv6",
 })
-# Headers the edge always sets itself (or that h11 frames); client copies never pass.
+# Headers the edge always sets itself (or frames itself); client copies never pass.
 _EDGE_OWNED: Final = frozenset({
     b"host", b"forwarded", b"x-real-ip", b"x-request-id", b"content-length", b"expect",
 })
@@ -183,7 +184,7 @@ def cache_applies(policy: ResponsePolicy, path: bytes, status: int) -> bool:
 def response_headers(policy: ResponsePolicy, headers: Sequence[tuple[bytes, bytes]], *,
                      path: bytes, status: int, req_id: bytes | None = None) -> Headers:
     """Headers for a non-101 response to the client. Content-Length is kept (framing);
-    h11 re-adds Transfer-Encoding/Connection as the client connection needs."""
+    the edge adds Transfer-Encoding/Connection as the client connection needs."""
     named = connection_tokens(headers) - {b"content-length"}
     cache = cache_applies(policy, path, status)
     out: Headers = []
