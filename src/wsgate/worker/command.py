@@ -96,7 +96,7 @@ def _folder(out_dir: str | None) -> Iterator[Path]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Keep the built Worker and workerd config here (default: a temporary folder).")
 def dev(config_path: str | None, listen: str | None, out_dir: str | None) -> None:
-    """Build the Worker and run it in workerd on this machine (outbound: loopback only).
+    """Run the Worker locally in workerd (outbound network: loopback only).
 
     The secret is read as `wsgate edge` reads it (secret_env / secret_file) and handed
     to workerd as a binding through its environment, never through a file.
