@@ -25,6 +25,7 @@ from tests.doctor.helpers import (
     ws_origin,
 )
 from tests.support import LOOPBACK, ServerProcess, free_port, wsgate_command
+from wsgate.doctor.target import page_target, request_target, resolve_location
 
 pytestmark = [pytest.mark.nginx,
               pytest.mark.skipif(not nginx_available(), reason="Debian nginx is not installed")]
@@ -134,3 +135,30 @@ def test_follow_to_a_dead_url_probes_it(app: ServerProcess) -> None:
     assert report["url"] == f"http://{LOOPBACK}:{dead}/"
     assert diagnosis_ids(report) == ["tcp-unreachable"]
     assert "connection refused" in report["checks"][0]["detail"]
+
+
+def test_a_redirect_to_a_login_page_is_not_a_loop(app: ServerProcess) -> None:
+    # `/` → `/login?next=/`: the query makes it another URL, and the page's directory
+    # is `/` again, where the app's paths are probed.
+    location = f'if ($request_uri = "/") {{ return 302 /login?next=/; }}\n{proxy_to(app)}'
+    with nginx(location, server_lines="absolute_redirect off;") as port:
+        code, report = run_doctor(f"http://{LOOPBACK}:{port}/", *GENERIC, "--follow")
+    assert code == 0, explain(report)
+    assert report["checks"][0]["detail"] == (
+        f"1 redirect: http://{LOOPBACK}:{port}/ → http://{LOOPBACK}:{port}/login?next=/ "
+        f"(HTTP 200)")
+    assert report["url"] == f"http://{LOOPBACK}:{port}/"
+
+
+def test_where_a_redirect_leads() -> None:
+    here = "http://a.test:8080/app/page?x=1"
+    assert resolve_location(here, "/login?next=/#top") == "http://a.test:8080/login?next=/"
+    assert resolve_location(here, "other") == "http://a.test:8080/app/other"
+    assert resolve_location(here, "https://b.test/") == "https://b.test/"
+    assert resolve_location(here, "ftp://b.test/") is None
+    assert resolve_location(here, "javascript:alert(1)") is None
+    assert request_target(here) == "/app/page?x=1"
+    assert request_target("http://a.test") == "/"
+    assert page_target("https://b.test/app/").url == "https://b.test/app/"
+    assert page_target("https://b.test/app/index.html").url == "https://b.test/app/"
+    assert page_target("https://b.test/login").url == "https://b.test/"

@@ -28,7 +28,13 @@ from wsgate.doctor.model import (
     TcpFacts,
 )
 from wsgate.doctor.runner import Recorder
-from wsgate.doctor.target import Target, UsageError, parse_host_port, parse_target
+from wsgate.doctor.target import (
+    Target,
+    UsageError,
+    page_target,
+    parse_host_port,
+    parse_target,
+)
 
 STREAMLIT_SUBPROTOCOLS = ("streamlit", "PLACEHOLDER_AUTH_TOKEN")
 
@@ -131,8 +137,8 @@ class Doctor:
             "redirects", lambda: probes.probe_redirects(self.target, self.route),
             limit=self.options.timeout * 3)
         facts = followed.facts
-        if isinstance(facts, RedirectFacts) and facts.final is not None:
-            return parse_target(facts.final)
+        if isinstance(facts, RedirectFacts) and len(facts.chain) > 1 and facts.final:
+            return page_target(facts.final)
         return self.target
 
     async def reach(self, target: Target) -> Route | None:

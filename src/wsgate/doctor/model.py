@@ -35,7 +35,7 @@ class RedirectFacts:
     chain: tuple[str, ...] = ()
     statuses: tuple[int, ...] = ()  # the answer at each URL of the chain that answered
     looped: bool = False  # came back to a URL already seen, or too many hops
-    final: str | None = None  # the URL the other checks probe; None: the given one
+    final: str | None = None  # where it ended (the other checks probe its directory)
 
 
 @dataclass(frozen=True)

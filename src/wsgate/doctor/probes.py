@@ -43,7 +43,13 @@ from wsgate.doctor.model import (
     UpgradeFacts,
     Verdict,
 )
-from wsgate.doctor.target import Target, is_ip_literal, redirect_target
+from wsgate.doctor.target import (
+    Target,
+    is_ip_literal,
+    parse_target,
+    request_target,
+    resolve_location,
+)
 from wsgate.doctor.ws_client import Handshake, close_websocket, upgrade, wait_for_close
 
 # RFC 5737 documentation address: sent as a forged client IP, must never survive the edge.
@@ -75,29 +81,29 @@ def body_is_json(body: bytes) -> str | None:
 
 async def probe_redirects(start: Target, dial: Callable[[Target], Route]) -> Verdict:
     """GET the URL and every redirect after it, like a browser opening the page."""
-    chain, current = [start.url], start
+    chain: list[str] = [start.url]
     statuses: list[int] = []
     for _ in range(MAX_REDIRECTS + 1):
+        url = chain[-1]
         try:
-            answer = await request(dial(current), current.path("/"))
+            answer = await request(dial(parse_target(url)), request_target(url))
         except Exception as exc:  # the checks that follow probe this URL and say why
             return Verdict("fail", f"{' → '.join(chain)}: {describe_error(exc)}",
-                           RedirectFacts(tuple(chain), tuple(statuses), final=current.url))
+                           RedirectFacts(tuple(chain), tuple(statuses), final=url))
         statuses.append(answer.status)
         location = answer.header("location")
         if not (300 <= answer.status < 400 and location):
             return Verdict("pass", _chain_detail(chain, answer.status),
-                           RedirectFacts(tuple(chain), tuple(statuses), final=current.url))
-        following = redirect_target(current, location)
+                           RedirectFacts(tuple(chain), tuple(statuses), final=url))
+        following = resolve_location(url, location)
         if following is None:
             return Verdict("fail", f"{' → '.join(chain)} → {location!r}: not an http(s) URL",
                            RedirectFacts(tuple(chain), tuple(statuses)))
-        looped = following.url in chain
-        chain.append(following.url)
+        looped = following in chain
+        chain.append(following)
         if looped:
             return Verdict("fail", f"redirect loop: {' → '.join(chain)}",
                            RedirectFacts(tuple(chain), tuple(statuses), looped=True))
-        current = following
     return Verdict("fail", f"more than {MAX_REDIRECTS} redirects: {chain[0]} → … → {chain[-1]}",
                    RedirectFacts(tuple(chain), tuple(statuses), looped=True))
 

@@ -78,15 +78,27 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     return host, port
 
 
-def redirect_target(current: Target, location: str) -> Target | None:
-    """Where a redirect leads, as a browser resolves it; None if not http(s)."""
-    url = urljoin(current.url, location.strip())
+def resolve_location(url: str, location: str) -> str | None:
+    """The absolute URL a redirect's Location leads to; None unless http(s)."""
+    resolved = urljoin(url, location.strip()).partition("#")[0]
     try:
-        target = parse_target(url)
+        parse_target(resolved)
     except UsageError:
         return None
+    return resolved
+
+
+def request_target(url: str) -> str:
+    """The request line's target for `url`: its path and query."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def page_target(url: str) -> Target:
+    """Where a redirect landed, probed under the page's directory (as a browser
+    resolves the app's relative URLs: /app/ and /app/index.html both give /app)."""
+    target = parse_target(url)
     path = urlsplit(url).path or "/"
-    # Probe under the page's directory, as a browser resolves the app's relative URLs.
     return Target(target.scheme, target.host, target.port, path[: path.rfind("/")])
 
 
