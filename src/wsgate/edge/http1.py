@@ -50,9 +50,13 @@ class BadMessage(ValueError):
 
 _REQUEST_LINE: Final = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
-# h11's field-content: bytes other than NUL and whitespace, single spaces/tabs inside.
+# h11's field-content: starts and ends with a byte other than NUL and whitespace;
+# spaces and tabs inside, never NUL, CR, LF, VT or FF. Written as "first, any middle,
+# last" rather than h11's per-byte alternation: the same language (checked on random
+# lines) at a fifth of the cost on a browser's User-Agent.
 _REQUEST_HEADER_LINE: Final = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00\s](?:[ \t]+[^\x00\s]|[^\x00\s])*)?)[ \t]*")
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"
+    rb"((?:[^\x00\s](?:[^\x00\r\n\x0b\x0c]*[^\x00\s])?)?)[ \t]*")
 
 
 @dataclass(slots=True)
