@@ -148,7 +148,8 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
         return 1
     host, port = server.bound
     shown = f"[{host}]" if ":" in host else host
-    routes = ", ".join(f"{r.pattern} -> {r.origin.url}" for r in config.routes)
+    routes = ", ".join(f"{r.pattern} -> {' | '.join(o.url for o in r.origins)}"
+                       for r in config.routes)
     extra = ""
     if admin is not None:
         a_host, a_port = admin.sockets[0].getsockname()[:2]
