@@ -70,3 +70,15 @@ def test_a_refused_port_is_a_diagnosis_not_a_traceback(extra: tuple[str, ...]) -
     assert result.stderr == ""
     assert "tcp-unreachable" in result.stdout
     assert "connection refused" in result.stdout
+
+
+def test_an_invalid_host_name_is_a_diagnosis_without_a_lookup() -> None:
+    # A 70-character label fails IDNA encoding before any DNS query is made.
+    host = "a" * 70
+    result = subprocess.run(wsgate_command("doctor", f"http://{host}/"), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    assert f"{host}: not a valid host name" in result.stdout
+    assert f"ERROR [dns-unresolvable] The public host name {host} does not resolve" \
+        in result.stdout

@@ -126,6 +126,8 @@ async def probe_dns(host: str, port: int) -> Verdict:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         return Verdict("fail", f"{host}: {describe_error(exc)}", DnsFacts(host))
+    except UnicodeError:  # IDNA: a label over 63 characters, an empty label...
+        return Verdict("fail", f"{host}: not a valid host name", DnsFacts(host))
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     return Verdict("pass", f"{host} → {', '.join(addresses[:4])}", DnsFacts(host, addresses))
 
