@@ -20,7 +20,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
+from tests.guard.fixtures import SECRETS, GuardedStreamlit, start_guarded_streamlit
 from tests.hostile import figures
 from tests.support import (
     LOOPBACK,
@@ -46,6 +50,7 @@ from tests.support.wire import (
     upgrade_request,
     ws_accept,
 )
+from wsgate.doctor.streamlit_session import run_session
 
 OTHER_CLIENT = "127.0.0.2"
 
@@ -395,3 +400,57 @@ def _read_statuses(sock: socket.socket, count: int) -> list[bytes]:
             statuses.append(str(resp.status).encode())
             buf = buf[used:]
     return statuses
+
+
+# -- WebSockets per origin, in front of a real Streamlit --------------------------------
+
+SESSION_COUNT_APP = REPO / "tests" / "edge" / "session_count_app.py"
+
+
+@pytest.mark.slow
+@pytest.mark.streamlit
+def test_a_streamlit_origin_never_holds_more_sessions_than_its_limit() -> None:
+    with start_guarded_streamlit(SESSION_COUNT_APP) as app, \
+            edge_process(app.base_url, secret=SECRETS[0],
+                         settings={"admission": {"max_websockets_per_origin": 2}}) as edge:
+        asyncio.run(_streamlit_sessions(edge, app))
+        assert refusal_metric(edge, "max_websockets_per_origin") == 2
+
+
+async def _streamlit_sessions(edge: Edge, app: GuardedStreamlit) -> None:
+    stream = f"ws://{LOOPBACK}:{edge.port}/_stcore/stream"
+    held = [await _open_streamlit(stream) for _ in range(2)]
+    for _ in range(2):
+        with pytest.raises(InvalidStatus) as caught:
+            await _open_streamlit(stream)
+        assert caught.value.response.status_code == 503
+        assert b"max_websockets_per_origin" in caught.value.response.body
+    # What the origin itself holds, asked at the origin: the two admitted sessions.
+    assert await _sessions_at_origin(app, until=2) == 2
+    await held.pop().close()
+    assert await _sessions_at_origin(app, until=1) == 1
+    held.append(await _open_streamlit(stream))
+    assert await _sessions_at_origin(app, until=2) == 2
+    for ws in held:
+        await ws.close()
+
+
+async def _open_streamlit(url: str) -> ClientConnection:
+    return await connect(url, subprotocols=[Subprotocol("streamlit"), Subprotocol("x")],
+                         open_timeout=20, proxy=None, compression=None)
+
+
+async def _sessions_at_origin(app: GuardedStreamlit, until: int) -> int:
+    """How many sessions the origin holds besides this probe's own (a session made
+    directly, with the secret), asked again (bounded) until it is `until`: the origin
+    registers and lets go of a session a moment after its handshake or close."""
+    others = -1
+    for _ in range(20):
+        result = await run_session(app.ws_url, headers=app.secret_headers, timeout=30)
+        assert result.ok, result.error
+        [line] = [t for t in result.texts if t.startswith("active_sessions=")]
+        others = int(line.partition("=")[2]) - 1
+        if others == until:
+            break
+        await asyncio.sleep(0.25)
+    return others
