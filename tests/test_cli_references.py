@@ -246,3 +246,24 @@ def test_every_quoted_command_exists() -> None:
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_subcommand_loads(name: str) -> None:
     assert main.get_command(click.Context(main), name) is not None
+
+
+@pytest.mark.parametrize("path", [(), ("run",), ("demo",)])
+def test_help_has_examples_exit_status_and_environment(path: tuple[str, ...]) -> None:
+    # The shape every command's --help shares (issue 14); add a command here when
+    # its help follows it.
+    command: click.Command = main
+    ctx = click.Context(main, info_name="wsgate")
+    for name in path:
+        assert isinstance(command, click.Group)
+        found = command.get_command(ctx, name)
+        assert found is not None
+        command, ctx = found, click.Context(found, info_name=name, parent=ctx)
+    lines = command.get_help(ctx).splitlines()
+    starts = [next((i for i, line in enumerate(lines) if line.startswith(f"  {heading}")), -1)
+              for heading in ("Examples:", "Exit status", "Environment:")]
+    assert -1 not in starts and starts == sorted(starts), starts  # all three, in this order
+    examples = lines[starts[0] + 1:starts[1]]
+    assert sum(line.lstrip().startswith("wsgate ") for line in examples) >= 2
+    exit_codes = lines[starts[1] + 1:starts[2]]
+    assert any(line.split()[:1] == ["2"] for line in exit_codes)  # usage errors
