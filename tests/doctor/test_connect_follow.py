@@ -162,3 +162,16 @@ def test_where_a_redirect_leads() -> None:
     assert page_target("https://b.test/app/").url == "https://b.test/app/"
     assert page_target("https://b.test/app/index.html").url == "https://b.test/app/"
     assert page_target("https://b.test/login").url == "https://b.test/"
+
+
+def test_follow_through_connect_to_keeps_dialling_there(app: ServerProcess) -> None:
+    # Both hops are for the public name and port: both go to --connect-to, named as the URL.
+    location = f'if ($request_uri = "/") {{ return 302 /login?next=/; }}\n{proxy_to(app)}'
+    lines = f"absolute_redirect off;\n{ONLY_PUBLIC_NAME}"
+    with nginx(location, server_lines=lines) as port:
+        code, report = run_doctor(f"http://{PUBLIC_NAME}/", *GENERIC, "--follow",
+                                  "--connect-to", f"{LOOPBACK}:{port}")
+    assert code == 0, explain(report)
+    assert report["checks"][0]["detail"].endswith(
+        f"http://{PUBLIC_NAME}/login?next=/ (HTTP 200)")
+    assert statuses(report)["upgrade"] == "pass"
