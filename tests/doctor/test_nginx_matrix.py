@@ -109,6 +109,7 @@ def test_host_rewritten_without_public_url_allowed(streamlit_port: int) -> None:
     assert diagnosis_ids(report) == ["origin-check-rejected"]
     assert statuses(report)["upgrade"] == "pass"
     assert statuses(report)["upgrade-origin"] == "fail"
+    assert statuses(report)["session"] == statuses(report)["affinity"] == "skip"
     assert "--public-url" in diagnosis(report, "origin-check-rejected")["fix"]
 
 

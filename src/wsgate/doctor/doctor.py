@@ -190,7 +190,7 @@ class Doctor:
         with_origin = await rec.run("upgrade-origin", lambda: probes.probe_upgrade(
             route, path, self.offered, route.target.origin))
         if self.streamlit and with_origin.status == "fail":
-            rec.skip(["session"], "skipped: the browser-like upgrade failed")
+            rec.skip(["session", "affinity"], "skipped: the browser-like upgrade failed")
         elif self.streamlit:
             session = await rec.run("session", lambda: probes.probe_session(
                 route, path, options.timeout * 2), limit=options.timeout * 2 + 1)
