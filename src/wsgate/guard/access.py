@@ -10,6 +10,7 @@ beyond the request id and the user agent, so the secret cannot reach the log.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -93,7 +94,10 @@ class AccessRecord:
                 self.close_code = int(message.get("code") or 1000)
 
     def failed(self, exc: BaseException) -> None:
-        """The app raised: name the class only (a message may quote request data)."""
+        """The app raised: name the class only (a message may quote request data).
+        A cancellation is the server stopping the task (shutdown), not an app error."""
+        if isinstance(exc, asyncio.CancelledError):
+            return
         self.error = f"{type(exc).__name__} raised by the app"
         if self.status is None:
             self.status = 500

@@ -12,7 +12,12 @@ headers) around any ASGI app. Per `http` / `websocket` scope:
 4. only for requests that passed the secret check, X-Forwarded-Proto → scheme and
    X-Real-IP / X-Forwarded-For → client. This replaces uvicorn's peer-IP based
    FORWARDED_ALLOW_IPS trust: behind Cloud Run the peer is Google's front end,
-   whatever sent the request; the secret is the proof the edge sent it.
+   whatever sent the request; the secret is the proof the edge sent it;
+5. each request or WebSocket session that passed is logged once it ends (the
+   access log, `access.py`), with the edge's X-Request-Id.
+
+A request whose secret header holds another value came through an edge configured
+with a different secret: its 403 page says so (`policy.refusal_text`).
 """
 
 from __future__ import annotations
