@@ -171,6 +171,12 @@ def test_forged_and_foreign_cookies_are_new_sessions(
     assert status == 200 and "set-cookie" not in headers and served_by(body) == target.port
 
 
+def test_no_affinity_cookie_on_publicly_cacheable_answers(two_edges: tuple[Edge, Edge]) -> None:
+    status, headers, _ = get(two_edges[0], "/static/app.js")  # the edge's cache rule
+    assert status == 200 and headers["cache-control"].startswith("public")
+    assert "set-cookie" not in headers  # a shared cache must never hand it to others
+
+
 def test_websocket_upgrade_follows_the_cookie(
         three: list[RecordingOrigin], two_edges: tuple[Edge, Edge]) -> None:
     first, second = two_edges
@@ -221,6 +227,10 @@ def test_no_healthy_origin_is_a_502() -> None:
         assert (status, body) == (502, b"Edge Proxy Error: no healthy origin\n")
         event = edge.wait_event(lambda e: e.get("errorClass") == "no-healthy-origin")
         assert event["httpRequest"]["status"] == 502 and "upstream" not in event
+        for url in urls:
+            down = edge.wait_event(lambda e, u=url: e.get("upstream") == u
+                                   and e["message"] == "origin down")
+            assert (down["severity"], down["errorClass"]) == ("WARNING", "origin-unhealthy")
         text = metrics_text(edge)
         for url in urls:
             assert f'wsgate_edge_origin_up{{origin="{url}"}} 0.0' in text

@@ -326,7 +326,9 @@ def plan_response(resp: ResponseHead, req: RequestHead, ex: Exchange, rules: Edg
                               path=req.target.partition(b"?")[0], status=resp.status)
     if not any(n == b"x-request-id" for n, _ in out):
         out.append((b"x-request-id", ex.req_id))
-    if ex.set_cookie is not None:
+    # The affinity cookie is one browser's: never on an answer shared caches may keep.
+    if ex.set_cookie is not None and not any(
+            n == b"cache-control" and b"public" in v.lower() for n, v in out):
         out.append((b"set-cookie", ex.set_cookie))
     # A refused upgrade never becomes a tunnel and the connection is not reused:
     # bytes the client sent after its upgrade request are not HTTP.
