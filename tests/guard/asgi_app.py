@@ -25,6 +25,11 @@ async def hello(request: Request) -> dict[str, object]:
             "headers": [[k, v] for k, v in request.headers.items()]}
 
 
+@inner.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("failure inside the app; the secret is not here")
+
+
 @inner.websocket("/ws")
 async def ws(websocket: WebSocket) -> None:
     await websocket.accept()

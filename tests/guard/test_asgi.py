@@ -195,3 +195,13 @@ def test_access_log_one_event_per_request_and_session(guarded: Guarded) -> None:
     assert (ws["closedBy"], ws["closeCode"]) == ("origin", 1000)  # the app closed it
     assert ws["bytesToClient"] > 0 and isinstance(ws["wsDurationMs"], int)
     assert not any(secret in guarded.log.read_text() for secret in SECRETS)
+
+
+def test_access_log_names_an_app_error_by_class_only(guarded: Guarded) -> None:
+    response = httpx.get(guarded.url("/boom"), headers={"X-CF-Secret": SECRETS[0],
+                                                         "X-Request-Id": "access-boom-1"})
+    assert response.status_code == 500
+    event = next(e for e in guarded.events() if e.get("requestId") == "access-boom-1")
+    assert (event["severity"], event["errorClass"]) == ("ERROR", "app-error")
+    assert event["error"] == "RuntimeError raised by the app"  # not the message
+    assert event["httpRequest"]["status"] == 500
