@@ -22,7 +22,7 @@ def test_origin_flag_gives_one_catch_all_route_and_defaults() -> None:
     assert [r.pattern for r in c.routes] == ["*/*"]
     assert c.routes[0].origin.host_header == "127.0.0.1:8501"
     assert c.secret == "s3cret" and c.secret_header == "X-CF-Secret"
-    assert c.forwarded_proto == "https" and c.marker == ("X-Worker-Proxy", "Active")
+    assert c.forwarded_proto == "auto" and c.marker == ("X-Worker-Proxy", "Active")
     assert ".woff2" in c.cache.extensions and c.cache.value == "public, max-age=86400"
     assert c.strip_response_headers == ("X-Cloud-Trace-Context",)
     assert "s3cret" not in repr(c)

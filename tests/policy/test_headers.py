@@ -25,7 +25,7 @@ def build(policy: hp.RequestPolicy, headers: list[tuple[bytes, bytes]], *,
     ip = hp.client_ip(headers, policy.trusted_ip_header, peer)
     return hp.upstream_headers(policy, headers, origin_host=b"origin:1", client_host=b"pub",
                                client_addr=ip, req_id=hp.request_id(headers),
-                               websocket=websocket)
+                               websocket=websocket, proto=hp.forwarded_proto(policy, headers))
 
 
 def values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
@@ -36,7 +36,7 @@ def test_edge_headers_set_exactly_once() -> None:
     out = build(REQ, [(b"host", b"pub"), (b"accept", b"*/*")])
     assert values(out, b"host") == [b"origin:1"]
     assert values(out, b"x-forwarded-host") == [b"pub"]
-    assert values(out, b"x-forwarded-proto") == [b"https"]
+    assert values(out, b"x-forwarded-proto") == [b"http"]  # auto: the scheme served
     assert values(out, b"x-forwarded-for") == [b"10.0.0.1"]
     assert values(out, b"x-real-ip") == [b"10.0.0.1"]
     assert values(out, b"x-cf-secret") == [SECRET.encode()]

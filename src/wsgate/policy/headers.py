@@ -37,7 +37,9 @@ KNOWN_CLIENT_IP_HEADERS: Final = frozenset({
 _EDGE_OWNED: Final = frozenset({
     b"host", b"forwarded", b"x-real-ip", b"x-request-id", b"content-length", b"expect",
 })
-_REQUEST_ID_RE: Final = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID_RE: Final = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# Every client header under this prefix is dropped: the edge sets its own.
+FORWARDED_PREFIX: Final = b"x-forwarded-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,7 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 
 def valid_request_id(value: bytes) -> bool:
-    return _REQUEST_ID_RE.match(value) is not None
+    return REQUEST_ID_RE.match(value) is not None
 
 
 # A request id is a correlation id, not a secret: a random per-process prefix plus
@@ -152,7 +154,7 @@ def upstream_headers(policy: RequestPolicy, headers: Sequence[tuple[bytes, bytes
     drop = policy.drop
     out: Headers = [(b"host", origin_host)]
     for name, value in headers:
-        if name in drop or name.startswith(b"x-forwarded-"):
+        if name in drop or name.startswith(FORWARDED_PREFIX):
             continue
         if name in named and not (websocket and name.startswith(b"sec-websocket-")):
             continue

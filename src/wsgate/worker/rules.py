@@ -19,7 +19,6 @@ from wsgate.policy import headers as hp
 # On Cloudflare the client address is the header Cloudflare sets on every request.
 CLOUDFLARE_CLIENT_IP_HEADER: Final = "CF-Connecting-IP"
 # `upstream_headers` drops every client header with this prefix (X-Forwarded-*).
-FORWARDED_PREFIX: Final = "x-forwarded-"
 REFUSED_METHODS: Final = ("CONNECT", "TRACE")
 
 
@@ -55,11 +54,11 @@ def worker_rules(config: EdgeConfig) -> dict[str, Any]:
         ],
         "hopByHop": _names(hp.HOP_BY_HOP),
         "requestDrop": _names(request.drop),
-        "requestDropPrefixes": [FORWARDED_PREFIX],
+        "requestDropPrefixes": [hp.FORWARDED_PREFIX.decode("ascii")],
         "responseDrop": _names(response.drop),
         "refusedMethods": list(REFUSED_METHODS),
         # The pattern `wsgate edge` accepts a client's X-Request-Id with (bytes there).
-        "requestIdPattern": hp._REQUEST_ID_RE.pattern.decode("ascii"),
+        "requestIdPattern": hp.REQUEST_ID_RE.pattern.decode("ascii"),
         "clientIpHeader": CLOUDFLARE_CLIENT_IP_HEADER.lower(),
         "secretHeader": request.secret_header.decode("ascii"),
         "secretBinding": config.secret_env,
