@@ -45,6 +45,7 @@ class ClientConnection(StreamProtocol):
         self.server = server
         self.peer_ip = "-"
         self.idle = False
+        self.served = 0  # exchanges finished on this connection
         self.handed_off = False
         self.upstream: StreamProtocol | None = None  # while an exchange uses one
 
@@ -85,6 +86,7 @@ class ClientConnection(StreamProtocol):
                 ex = Exchange(time.monotonic(), self.peer_ip)
                 if not await self.serve(ex) or self.handed_off:
                     break
+                self.served += 1
         except (PeerGone, ConnectionError):
             pass
         except Exception:  # a bug must cost one connection, never the edge
@@ -99,9 +101,11 @@ class ClientConnection(StreamProtocol):
         """Until the first byte of the next request: False when the connection ends
         first (client closed, idle timeout, drain)."""
         if not self.chunks and not self.eof:
-            if self.server.draining:
+            # A draining edge takes no further request on a kept-alive connection; one
+            # it accepted before the drain still gets its first (else that is a drop).
+            if self.server.draining and self.served:
                 return False
-            self.idle = True
+            self.idle = self.served > 0
             try:
                 await self.wait_data(self.server.config.timeouts.client_idle)
             except TimeoutError:
