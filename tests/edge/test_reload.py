@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,8 +29,9 @@ from tests.edge.worker_support import (
     get,
     metric,
 )
-from tests.support import Edge, edge_process, started, wait_until, wsgate_command
+from tests.support import REPO, Edge, edge_process, started, wait_until, wsgate_command
 from tests.support.edge import config_toml
+from tests.support.wire import recv_until_closed
 
 OLD_SECRET = "reload-old-secret-5d1c0b7e93a24f68"
 NEW_SECRET = "reload-new-secret-a8e4f21b6c9d3057"
@@ -189,6 +191,33 @@ def test_one_process_reloads_in_place_and_keeps_its_websockets(tmp_path: Path) -
         assert edge.pid == pid and edge.alive()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_connection_accepted_before_a_reload_still_gets_its_answer(
+        tmp_path: Path, workers: int) -> None:
+    """Connections the old generation accepted but whose request had not arrived yet
+    when the reload came: each is answered, none closed unanswered."""
+    settings = {"workers": workers, "marker_header": "X-Generation: one"}
+    with SecretOrigin("A", "edge-test") as a, started(edge_process(
+            None, settings=settings, routes=[("*/*", a.url)], secret="edge-test")) as edge:
+        assert wait_until(lambda: serving(edge, 2) if workers == 2 else True, 30)
+        old = child_pids(edge.pid) if workers == 2 else {edge.pid}
+        silent = [socket.create_connection(("127.0.0.1", edge.port), timeout=10)
+                  for _ in range(8)]
+        write_config(edge, {**settings, "marker_header": "X-Generation: two"}, a.url)
+        edge.signal(signal.SIGHUP)
+        edge.wait_event(lambda e: e["message"].startswith("reloaded"), 30)
+        for pid in old - {edge.pid}:
+            edge.wait_event(lambda e, pid=pid: f"(pid {pid}) retiring" in e["message"], 10)
+        answers = []
+        for sock in silent:
+            with sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n"
+                             b"Connection: close\r\n\r\n")
+                answers.append(recv_until_closed(sock, timeout=10))
+        assert [answer[:12] for answer in answers] == [b"HTTP/1.1 200"] * len(silent)
+
+
 def run_check(*args: str, env: Mapping[str, str] | None = None
               ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(wsgate_command("edge", "--check", *args), capture_output=True,
@@ -236,3 +265,24 @@ def test_check_refuses_an_invalid_file_with_one_line_naming_the_key(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"wsgate edge: configuration error: {key}")
     assert "Traceback" not in result.stderr
+
+
+def test_the_systemd_unit_checks_before_it_starts_and_reloads(tmp_path: Path) -> None:
+    """Every wsgate command line of examples/systemd/wsgate-edge.service is valid as
+    written (with the example config and a secret file in place of /etc/wsgate)."""
+    unit = (REPO / "examples/systemd/wsgate-edge.service").read_text()
+    commands = [line.split("=", 1) for line in unit.splitlines()
+                if line.startswith(("ExecStartPre=", "ExecStart=", "ExecReload="))]
+    assert ["ExecReload", "/bin/kill -HUP $MAINPID"] in [[k, v] for k, v in commands]
+    assert "KillMode=mixed" in unit.splitlines()
+    secret = tmp_path / "secret"
+    secret.write_text(OLD_SECRET + "\n")
+    wsgate_lines = [v for _, v in commands if v.startswith("/usr/local/bin/wsgate ")]
+    assert len(wsgate_lines) == 3
+    for line in wsgate_lines:
+        args = line.replace("/etc/wsgate/edge.toml", str(REPO / "examples/edge.toml")) \
+            .replace("/etc/wsgate/secret", str(secret)).split()[2:]  # after "wsgate edge"
+        args = [a for a in args if a != "--check"]
+        result = run_check(*args)
+        assert result.returncode == 0, (line, result.stderr)
+        assert "workers = " in result.stdout and OLD_SECRET not in result.stdout

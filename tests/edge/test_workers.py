@@ -222,3 +222,39 @@ def test_lines_written_by_concurrent_writers_to_one_pipe_stay_whole() -> None:
     lines = received.decode().splitlines()
     assert len(lines) == writers * batches * 40
     assert all(text.endswith(line) and len(text.split()) == 4 for text in lines)
+
+
+def _snapshot(requests: int, open_websockets: int) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from wsgate.edge.metrics import EdgeMetrics
+
+    metrics = EdgeMetrics(CollectorRegistry())
+    for _ in range(requests):
+        metrics.request_done("*/*", 200, 0.01, 0, 100)
+    metrics.websockets_open.set(open_websockets)
+    return generate_latest(metrics.registry)
+
+
+def test_worker_metrics_sum_live_and_retired_workers() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from wsgate.edge.worker_metrics import WorkersCollector
+
+    live = [("0", _snapshot(5, 2)), ("1", _snapshot(3, 1))]
+    collector = WorkersCollector(lambda: live)
+    collector.worker_exited("0", _snapshot(7, 4))  # a slot-0 worker replaced earlier
+    registry = CollectorRegistry()
+    registry.register(collector)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in f.samples}
+    # Counters and histograms: every worker that ran; gauges: live workers only.
+    assert samples[("wsgate_edge_requests_total",
+                    (("route", "*/*"), ("status_class", "2xx")))] == 15
+    assert samples[("wsgate_edge_request_seconds_count", (("route", "*/*"),))] == 15
+    assert samples[("wsgate_edge_bytes_relayed_total", (("direction", "to_client"),))] == 1500
+    assert samples[("wsgate_edge_websockets_open", ())] == 3
+    assert samples[("wsgate_edge_worker_requests_total", (("worker", "0"),))] == 12
+    assert samples[("wsgate_edge_worker_requests_total", (("worker", "1"),))] == 3

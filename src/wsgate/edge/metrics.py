@@ -4,10 +4,9 @@ The edge calls these few methods at the end of each request or session (never
 per chunk), so metrics cost one dict lookup and an increment per event.
 The admin listener that serves them lives in `wsgate.edge.admin`.
 
-With several workers (`wsgate.edge.supervisor`) each worker process writes its
-values to prometheus_client's multiprocess files and the supervisor's admin
-listener serves their sum; `worker` then names the worker slot so requests can
-also be counted per worker.
+With several workers each worker keeps this registry in its own memory (nothing
+shared on the hot path) and sends a snapshot to the supervisor, whose admin listener
+serves the sum (`wsgate.edge.worker_metrics`).
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ def close_code_label(code: int | None) -> str:
 
 
 class EdgeMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None,
-                 worker: str | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -46,11 +44,8 @@ class EdgeMetrics:
         self.upstream_errors = Counter(
             "wsgate_edge_upstream_errors", "Failures talking to the origin, by error class",
             ["error_class"], registry=r)
-        # livesum: with several workers, the open tunnels of the live ones (a dead
-        # worker's tunnels died with it); ignored in a single process.
         self.websockets_open = Gauge(
-            "wsgate_edge_websockets_open", "WebSocket tunnels open now", registry=r,
-            multiprocess_mode="livesum")
+            "wsgate_edge_websockets_open", "WebSocket tunnels open now", registry=r)
         self.websocket_sessions = Counter(
             "wsgate_edge_websocket_sessions", "Finished WebSocket sessions, by close code",
             ["close_code"], registry=r)
@@ -75,13 +70,6 @@ class EdgeMetrics:
         self._done: dict[tuple[str, int], tuple[Any, Any]] = {}  # (route, status) → children
         self._to_origin = self.bytes_relayed.labels("to_origin")
         self._to_client = self.bytes_relayed.labels("to_client")
-        # One more increment per request, only under a supervisor.
-        self._worker_requests: Any = None
-        if worker is not None:
-            self._worker_requests = Counter(
-                "wsgate_edge_worker_requests",
-                "HTTP requests and WebSocket handshakes answered, by worker slot",
-                ["worker"], registry=r).labels(worker)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (metric._name, *labels)
@@ -99,8 +87,6 @@ class EdgeMetrics:
                 self._child(self.request_latency, route))
         pair[0].inc()
         pair[1].observe(seconds)
-        if self._worker_requests is not None:
-            self._worker_requests.inc()
         if bytes_from_client:  # most requests have no body: skip a locked no-op
             self._to_origin.inc(bytes_from_client)
         self._to_client.inc(bytes_to_client)
@@ -113,8 +99,6 @@ class EdgeMetrics:
 
     def websocket_opened(self, route: str, handshake_seconds: float) -> None:
         self._child(self.requests, route, "1xx").inc()
-        if self._worker_requests is not None:
-            self._worker_requests.inc()
         self.handshake_latency.observe(handshake_seconds)
         self.websockets_open.inc()
 

@@ -15,8 +15,8 @@ of all generations share one kernel accept queue, so
 Per-worker SO_REUSEPORT sockets would spread connections more evenly, but closing
 one such socket resets the connections queued on it; docs/edge.md has the trade-off.
 
-Metrics: workers write prometheus_client multiprocess files into a directory of
-this run; the supervisor's single admin listener serves their sum, with its own
+Metrics: workers send snapshots of their own registries; the supervisor's single
+admin listener serves their sum (`wsgate.edge.worker_metrics`), with its own
 counters (restarts, reloads) beside them.
 """
 
@@ -25,12 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import ssl
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +36,11 @@ from typing import Final
 
 import click
 from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from wsgate.config import ConfigError, EdgeConfig
 from wsgate.edge.admin import start_admin
 from wsgate.edge.metrics import SupervisorMetrics
+from wsgate.edge.worker_metrics import WorkersCollector
 from wsgate.edge.worker_process import control_event, encode_config, reopen_events
 from wsgate.logs.events import EventWriter, Severity
 
@@ -78,6 +76,8 @@ class Worker:
     started: float = field(default_factory=time.monotonic)
     state: str = "starting"  # starting | serving | retiring | stopping
     watch: asyncio.Task[None] | None = None
+    snapshot: bytes = b""  # its latest metrics (Prometheus text)
+    reader: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -145,10 +145,11 @@ class Supervisor:
         self.load = load  # re-reads the file, environment and flags, secret included
         self.writer = writer
         self.sock = bind_listener(config)
-        self.metrics_dir = tempfile.mkdtemp(prefix="wsgate-edge-metrics-")
         self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=self.metrics_dir)  # type: ignore[no-untyped-call]
         self.metrics = SupervisorMetrics(self.registry)
+        self.collector = WorkersCollector(
+            lambda: [(str(w.slot), w.snapshot) for w in self.workers if w.snapshot])
+        self.registry.register(self.collector)
         self.generation = 0
         self.current: dict[int, Worker] = {}  # slot -> worker of the serving generation
         self.workers: set[Worker] = set()  # every live worker, retiring ones included
@@ -203,7 +204,6 @@ class Supervisor:
                 await asyncio.wait(late, timeout=STOP_GRACE)
         if self.admin is not None:
             self.admin.close()
-        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     # reload
     def request_reload(self) -> None:
@@ -273,8 +273,19 @@ class Supervisor:
         if problem is None:
             return {w.slot: w for w in workers}
         for worker in workers:
-            self._command(worker, "stop", "stopping")
+            self._discard(worker)
         return problem
+
+    def _discard(self, worker: Worker) -> None:
+        """Stop a worker that is not wanted: drain it if it serves, else end it now
+        (one that never became ready would not read the command)."""
+        if worker.state == "serving":
+            self._command(worker, "stop", "stopping")
+            return
+        worker.state = "stopping"
+        self._count_states()
+        if worker.process.returncode is None:
+            worker.process.kill()
 
     async def _spawn(self, config: EdgeConfig, slot: int, generation: int) -> Worker:
         if self.stopping:
@@ -304,7 +315,7 @@ class Supervisor:
         return worker
 
     def _worker_env(self, config: EdgeConfig) -> dict[str, str]:
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        env = dict(os.environ)
         # Workers get the secret with their configuration, never from the environment.
         env.pop(config.secret_env, None)
         return env
@@ -320,12 +331,22 @@ class Supervisor:
             if worker.state == "starting":
                 worker.state = "serving"
                 self._count_states()
+            worker.reader = asyncio.create_task(self._read_snapshots(worker))
             return None
         if worker.process.returncode is None and not text:
             await worker.process.wait()  # closed its status pipe: it is exiting
         detail = text.removeprefix("error ").strip() or describe_exit(
             worker.process.returncode or 0)
         return f"{worker.name} did not start: {detail}"
+
+    async def _read_snapshots(self, worker: Worker) -> None:
+        """Keep the worker's latest metrics; ends when it closes the pipe (exits)."""
+        with contextlib.suppress(asyncio.IncompleteReadError, ValueError, ConnectionError):
+            while line := await worker.status.readline():
+                kind, _, size = line.decode("ascii", "replace").partition(" ")
+                if kind != "metrics" or not size.strip().isdigit():
+                    return
+                worker.snapshot = await worker.status.readexactly(int(size))
 
     def _command(self, worker: Worker, command: str, state: str) -> None:
         worker.state = state
@@ -340,9 +361,13 @@ class Supervisor:
 
     async def _watch(self, worker: Worker) -> None:
         code = await worker.process.wait()
+        if worker.reader is not None:  # its last snapshot, written before it exited
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.reader, 5)
+        # In one step, so a scrape counts the worker exactly once: live or retired.
+        self.collector.worker_exited(str(worker.slot), worker.snapshot)
         self.workers.discard(worker)
         self._count_states()
-        mark_process_dead(worker.process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
         if self.stopping or self.current.get(worker.slot) is not worker:
             self.event(f"{worker.name} finished ({describe_exit(code)})")
             return
@@ -364,6 +389,9 @@ class Supervisor:
         except OSError as exc:
             self.event(f"cannot restart edge worker {dead.slot}: {_one_line(exc)}", "ERROR",
                        error_class="worker-died", error=_one_line(exc))
+            return
+        if self.current.get(dead.slot) is not dead:  # a reload took the slot meanwhile
+            self._discard(replacement)
             return
         self.current[dead.slot] = replacement
         problem = await self._until_ready(replacement)

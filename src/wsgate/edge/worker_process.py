@@ -8,7 +8,9 @@ The supervisor hands each worker:
   re-reads files or the environment and all workers of a generation agree, secret
   included;
 - a status pipe (`--status-fd`) where the worker writes `ready` once it accepts, or
-  `error <one line>` if it cannot start.
+  `error <one line>` if it cannot start; then, every second while they change and
+  once more as it exits, its metrics as `metrics <length>` and that many bytes of
+  Prometheus text (summed by `wsgate.edge.worker_metrics`).
 
 Then stdin carries commands, one per line: `retire <seconds|none>` (a reload: stop
 accepting, finish requests, keep WebSockets up to that limit) or `stop` (drain as a
@@ -33,12 +35,15 @@ import struct
 import sys
 from typing import IO, cast
 
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+
 from wsgate.config import EdgeConfig
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.server import EdgeServer
 from wsgate.logs.events import EventWriter, Severity, build_event, dumps, open_event_writer
 
 CONFIG_HEADER = struct.Struct("!I")  # length of the pickled EdgeConfig that follows
+SNAPSHOT_INTERVAL = 1.0  # seconds between metric snapshots to the supervisor
 
 
 class LineAtomicStream:
@@ -180,17 +185,65 @@ class _Commands(asyncio.Protocol):
         self.queue.put_nowait("stop")
 
 
+class Snapshots(asyncio.Protocol):
+    """This worker's metrics, sent to the supervisor over the status pipe."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.transport: asyncio.WriteTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.last = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.WriteTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send(self, *, final: bool = False) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        # A supervisor that reads slowly gets the next snapshot, not a growing queue.
+        if not final and self.transport.get_write_buffer_size():
+            return
+        data = generate_latest(self.registry)
+        if data != self.last or final:
+            self.last = data
+            self.transport.write(b"metrics %d\n" % len(data) + data)
+
+    async def every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.send()
+
+    async def close(self) -> None:
+        self.send(final=True)
+        if self.transport is not None:
+            self.transport.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.closed), 5)
+
+
 async def serve_worker(config: EdgeConfig, listen_fd: int, status_fd: int, worker: str) -> int:
     writer, logger = open_shared_event_writer(config.log_file)
     try:
-        server = EdgeServer(config, logger, EdgeMetrics(worker=worker), writer)
+        metrics = EdgeMetrics()
+        server = EdgeServer(config, logger, metrics, writer)
         try:
             await server.start(sock=socket.socket(fileno=listen_fd))
         except (OSError, ssl.SSLError) as exc:
             _report(status_fd, f"error {' '.join(str(exc).split())}")
+            os.close(status_fd)
             return 1
         _report(status_fd, "ready")
+        snapshots = Snapshots(metrics.registry)
+        await asyncio.get_running_loop().connect_write_pipe(
+            lambda: snapshots, os.fdopen(status_fd, "wb", 0))
+        ticker = asyncio.create_task(snapshots.every(SNAPSHOT_INTERVAL))
         await _obey(server, writer, f"edge worker {worker} (pid {os.getpid()})")
+        ticker.cancel()
+        await snapshots.close()  # the last counts, after the drain
         return 0
     finally:
         writer.close()
@@ -199,7 +252,6 @@ async def serve_worker(config: EdgeConfig, listen_fd: int, status_fd: int, worke
 def _report(status_fd: int, line: str) -> None:
     with contextlib.suppress(OSError):
         os.write(status_fd, line.encode() + b"\n")
-        os.close(status_fd)
 
 
 async def _obey(server: EdgeServer, writer: EventWriter, name: str) -> None:
@@ -245,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     # the unit) drains, as `stop` does.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # per-process timestamps
     config = read_config(0)
     try:
         import uvloop
