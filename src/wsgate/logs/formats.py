@@ -283,6 +283,12 @@ def _wrangler_event(doc: dict[str, Any]) -> Event:
         status = _int(response.get("status"))
         if status is not None:
             event["status"] = status
+    own = _wsgate_console_event(doc.get("logs"))
+    if own is not None:
+        # The Worker's own event line: its request id (which the edge may have made
+        # itself) and fields join it with the guard's lines, as the Python edge's do.
+        _copy_fields(event, own, _QUICK_PASSTHROUGH)
+        _copy_fields(event, own, _REST_PASSTHROUGH)
     # The message a person looks for first: the worker's own "Edge Proxy Error" log line
     # when there is one, else the first exception, else the first console line.
     message = next((line for line in logs if "error" in line.lower()), None)
@@ -292,6 +298,22 @@ def _wrangler_event(doc: dict[str, Any]) -> Event:
     elif outcome and outcome != "ok":
         event["message"] = f"outcome {outcome}"
     return _finish(event)
+
+
+def _wsgate_console_event(entries: object) -> dict[str, Any] | None:
+    """The first console line that is a wsgate edge event (the Worker's log line)."""
+    for entry in entries if isinstance(entries, list) else ():
+        message = entry.get("message") if isinstance(entry, dict) else None
+        for part in message if isinstance(message, list) else [message]:
+            doc = part
+            if isinstance(part, str) and part.startswith("{"):
+                try:
+                    doc = json.loads(part)
+                except ValueError:
+                    continue
+            if isinstance(doc, dict) and doc.get("source") == "edge":
+                return doc
+    return None
 
 
 def _wrangler_console(entries: object) -> tuple[list[str], str]:
