@@ -110,8 +110,7 @@ class Admission:
     def _write_summary(self, summary: Summary) -> None:
         limit = summary.reason
         http = HttpRequest(method="GET", url=summary.path, status=LIMIT_STATUS[limit],
-                           latency_s=0.0,
-                           remote_ip=summary.address)
+                           latency_s=0.0, remote_ip=summary.address)
         self.write_line(json.dumps(build_event(
             source="edge", message="Request refused", severity="WARNING", http=http,
             isWebSocket=summary.is_websocket, errorClass=f"admission-{limit}",
