@@ -31,6 +31,7 @@ from wsgate.doctor.model import (
     UpgradeFacts,
     Where,
 )
+from wsgate.i18n import N_, _
 
 EDGE_UNREACHABLE_STATUSES = frozenset({502, 503, 521, 522, 523, 530})
 EDGE_TIMEOUT_STATUSES = frozenset({504, 524})
@@ -99,7 +100,8 @@ def _edge_origin_unreachable(f: Findings) -> Match | None:
         return None
     origin = f.get("origin-http-no-secret", ErrorFacts)
     if origin is not None:
-        return Match(f"{match.evidence}; origin directly: {origin.error}", match.values)
+        return Match(_("{evidence}; origin directly: {error}").format(
+            evidence=match.evidence, error=origin.error), match.values)
     return match
 
 
@@ -115,7 +117,8 @@ def _secret_rejected(f: Findings) -> Match | None:
         return None
     evidence = match.evidence
     if f.status("origin-with-secret") == "pass":
-        evidence += "; the origin accepts the doctor's secret directly, so the edge sends another"
+        evidence += _("; the origin accepts the doctor's secret directly, so the edge "
+                      "sends another")
     return Match(evidence, match.values)
 
 
@@ -126,8 +129,9 @@ def _origin_check_rejected(f: Findings) -> Match | None:
     if plain.status == 101 and browser.status in REFUSED_STATUSES:
         origin = browser.origin or "?"
         return Match(
-            f"upgrade: 101 without Origin; upgrade-origin: HTTP {browser.status} with "
-            f"Origin: {origin}", {"origin": origin})
+            _("upgrade: 101 without Origin; upgrade-origin: HTTP {status} with "
+              "Origin: {origin}").format(status=browser.status, origin=origin),
+            {"origin": origin})
     return None
 
 
@@ -144,7 +148,8 @@ def _accept_invalid(f: Findings) -> Match | None:
     upgrade = f.get("upgrade", UpgradeFacts)
     if upgrade is None or upgrade.status != 101 or not upgrade.handshake_problems:
         return None
-    return Match("upgrade: 101 but " + "; ".join(upgrade.handshake_problems))
+    return Match(_("upgrade: 101 but {problems}").format(
+        problems="; ".join(upgrade.handshake_problems)))
 
 
 def _subprotocol_dropped(f: Findings) -> Match | None:
@@ -153,9 +158,9 @@ def _subprotocol_dropped(f: Findings) -> Match | None:
         return None
     offered, selected = upgrade.offered, upgrade.selected
     if offered and selected not in offered:
-        got = "no Sec-WebSocket-Protocol" if selected is None else f"{selected!r}"
-        return Match(f"upgrade: offered {', '.join(offered)}; the answer carried {got}",
-                     {"offered": offered[0]})
+        got = _("no Sec-WebSocket-Protocol") if selected is None else f"{selected!r}"
+        return Match(_("upgrade: offered {offered}; the answer carried {got}").format(
+            offered=", ".join(offered), got=got), {"offered": offered[0]})
     return None
 
 
@@ -193,12 +198,12 @@ def _affinity_missing(f: Findings) -> Match | None:
 # (seconds, tolerance, owner): well-known idle limits on the path, matched by the
 # measured drop time.
 KNOWN_IDLE_LIMITS: tuple[tuple[float, float, str], ...] = (
-    (30.0, 3.0, "Google Cloud load balancer backend service timeout (30 s default)"),
-    (50.0, 3.0, "HAProxy `timeout client`/`timeout server` (50 s in Debian's sample config)"),
-    (60.0, 4.0, "nginx `proxy_read_timeout` (60 s default) or AWS ALB idle timeout (60 s)"),
-    (100.0, 6.0, "Cloudflare's proxy idle limit (100 s)"),
-    (240.0, 12.0, "Azure load balancer idle timeout (4 min)"),
-    (300.0, 15.0, "Cloud Run's request timeout (300 s default)"),
+    (30.0, 3.0, N_("Google Cloud load balancer backend service timeout (30 s default)")),
+    (50.0, 3.0, N_("HAProxy `timeout client`/`timeout server` (50 s in Debian's sample config)")),
+    (60.0, 4.0, N_("nginx `proxy_read_timeout` (60 s default) or AWS ALB idle timeout (60 s)")),
+    (100.0, 6.0, N_("Cloudflare's proxy idle limit (100 s)")),
+    (240.0, 12.0, N_("Azure load balancer idle timeout (4 min)")),
+    (300.0, 15.0, N_("Cloud Run's request timeout (300 s default)")),
 )
 
 
@@ -206,14 +211,15 @@ def likely_idle_owner(seconds: float, server: str = "") -> str:
     """Name the hop whose idle limit matches; `server` is the edge's Server header."""
     for limit, tolerance, owner in KNOWN_IDLE_LIMITS:
         if abs(seconds - limit) <= tolerance:
-            return owner
+            return _(owner)
     if "nginx" in server.lower():
-        return "nginx `proxy_read_timeout` (the edge answers as nginx, set below the default)"
+        return _("nginx `proxy_read_timeout` (the edge answers as nginx, set below the "
+                 "default)")
     if "cloudflare" in server.lower():
-        return "Cloudflare or a proxy behind it"
-    return ("a proxy idle timeout on the path (nginx `proxy_read_timeout`, HAProxy "
-            "`timeout tunnel`/`timeout client`, a cloud load balancer, Cloud Run's request "
-            "timeout)")
+        return _("Cloudflare or a proxy behind it")
+    return _("a proxy idle timeout on the path (nginx `proxy_read_timeout`, HAProxy "
+             "`timeout tunnel`/`timeout client`, a cloud load balancer, Cloud Run's request "
+             "timeout)")
 
 
 def suggested_ping_interval(seconds: float) -> int:
@@ -239,16 +245,18 @@ def _forwarded_proto_missing(f: Findings) -> Match | None:
     forwarded = f.get("forwarded", ForwardedFacts)
     if forwarded is None or forwarded.proto is not None:
         return None
-    return Match(f"forwarded: the origin received no X-Forwarded-Proto for a "
-                 f"{forwarded.public_scheme}:// URL", {"scheme": forwarded.public_scheme})
+    return Match(_("forwarded: the origin received no X-Forwarded-Proto for a "
+                   "{scheme}:// URL").format(scheme=forwarded.public_scheme),
+                 {"scheme": forwarded.public_scheme})
 
 
 def _forwarded_proto_mismatch(f: Findings) -> Match | None:
     forwarded = f.get("forwarded", ForwardedFacts)
     if forwarded is None or forwarded.proto in (None, forwarded.public_scheme):
         return None
-    return Match(f"forwarded: the origin received X-Forwarded-Proto: {forwarded.proto} for a "
-                 f"{forwarded.public_scheme}:// URL",
+    return Match(_("forwarded: the origin received X-Forwarded-Proto: {proto} for a "
+                   "{scheme}:// URL").format(proto=forwarded.proto,
+                                             scheme=forwarded.public_scheme),
                  {"scheme": forwarded.public_scheme, "proto": forwarded.proto})
 
 
@@ -256,8 +264,9 @@ def _client_ip_spoofable(f: Findings) -> Match | None:
     forwarded = f.get("forwarded", ForwardedFacts)
     if forwarded is None or not forwarded.spoofed_headers:
         return None
-    return Match(f"forwarded: the doctor sent {forwarded.spoof_ip} in "
-                 f"{', '.join(forwarded.spoofed_headers)} and the origin received it",
+    return Match(_("forwarded: the doctor sent {ip} in {headers} and the origin "
+                   "received it").format(ip=forwarded.spoof_ip,
+                                         headers=", ".join(forwarded.spoofed_headers)),
                  {"ip": forwarded.spoof_ip})
 
 
@@ -272,136 +281,136 @@ def _origin_bypass(f: Findings) -> Match | None:
 
 CAUSES: tuple[Cause, ...] = (
     Cause("redirect-loop", "error", "path",
-          "The URL redirects in a loop ({count} redirects): browsers give up "
-          "(ERR_TOO_MANY_REDIRECTS).",
-          "Find the hop that redirects (the chain is in the evidence). A classic: a proxy "
-          "redirects http to https while a TLS CDN in front reaches it over http "
-          "(Cloudflare SSL mode 'Flexible'); let the CDN reach it over https (SSL mode "
-          "'Full'), or redirect on X-Forwarded-Proto instead of the connection's scheme.",
+          N_("The URL redirects in a loop ({count} redirects): browsers give up "
+             "(ERR_TOO_MANY_REDIRECTS)."),
+          N_("Find the hop that redirects (the chain is in the evidence). A classic: a proxy "
+             "redirects http to https while a TLS CDN in front reaches it over http "
+             "(Cloudflare SSL mode 'Flexible'); let the CDN reach it over https (SSL mode "
+             "'Full'), or redirect on X-Forwarded-Proto instead of the connection's scheme."),
           _redirect_loop),
     Cause("dns-unresolvable", "error", "client-edge",
-          "The public host name {host} does not resolve.",
-          "Create the DNS record for the host (for Cloudflare: a proxied record pointing at "
-          "the origin), check for typos, and wait for propagation.",
+          N_("The public host name {host} does not resolve."),
+          N_("Create the DNS record for the host (for Cloudflare: a proxied record pointing at "
+             "the origin), check for typos, and wait for propagation."),
           _dns),
     Cause("tcp-unreachable", "error", "client-edge",
-          "Nothing accepts connections at {target}.",
-          "Start the edge or open the port: check the listen address, the firewall and the "
-          "load balancer's listener.",
+          N_("Nothing accepts connections at {target}."),
+          N_("Start the edge or open the port: check the listen address, the firewall and the "
+             "load balancer's listener."),
           _tcp),
     Cause("tls-invalid", "error", "client-edge",
-          "The TLS certificate is not valid for this client.",
-          "Serve a certificate for this host name from a trusted CA (renew it if expired); "
-          "for a private CA install it on clients and give it to the doctor "
-          "(`wsgate doctor URL --ca-file CA.pem`).",
+          N_("The TLS certificate is not valid for this client."),
+          N_("Serve a certificate for this host name from a trusted CA (renew it if expired); "
+             "for a private CA install it on clients and give it to the doctor "
+             "(`wsgate doctor URL --ca-file CA.pem`)."),
           _tls),
     Cause("edge-origin-unreachable", "error", "edge-origin",
-          "The edge answered {status}: it could not reach the origin.",
-          "Start the origin or fix the edge's origin address/port; the edge's error log "
-          "says why (`wsgate logs edge.log --status 5xx`, edge.log being the edge's "
-          "`--log-file`; for a Cloudflare Worker: `wrangler tail`).",
+          N_("The edge answered {status}: it could not reach the origin."),
+          N_("Start the origin or fix the edge's origin address/port; the edge's error log "
+             "says why (`wsgate logs edge.log --status 5xx`, edge.log being the edge's "
+             "`--log-file`; for a Cloudflare Worker: `wrangler tail`)."),
           _edge_origin_unreachable, "502 Bad Gateway"),
     Cause("edge-timeout", "error", "edge-origin",
-          "The edge answered {status}: the origin accepted but did not answer in time.",
-          "Find out why the origin is slow or stuck (its logs, CPU, a blocked worker); raise "
-          "the edge's upstream read timeout only if the origin is legitimately slow.",
+          N_("The edge answered {status}: the origin accepted but did not answer in time."),
+          N_("Find out why the origin is slow or stuck (its logs, CPU, a blocked worker); raise "
+             "the edge's upstream read timeout only if the origin is legitimately slow."),
           _edge_timeout, "Connection timeout"),
     Cause("secret-rejected", "error", "edge-origin",
-          "The origin refused the edge's request ({status}): the shared secret is missing "
-          "or differs.",
-          "Give the edge and the origin the same secret (edge: `wsgate edge --secret-env "
-          "NAME` or `--secret-file FILE`; origin: `wsgate run app.py --secret-env NAME`), in "
-          "the same header (X-CF-Secret unless both set `--secret-header`), then restart "
-          "both.",
+          N_("The origin refused the edge's request ({status}): the shared secret is missing "
+             "or differs."),
+          N_("Give the edge and the origin the same secret (edge: `wsgate edge --secret-env "
+             "NAME` or `--secret-file FILE`; origin: `wsgate run app.py --secret-env NAME`), in "
+             "the same header (X-CF-Secret unless both set `--secret-header`), then restart "
+             "both."),
           _secret_rejected, "Received HTTP 403"),
     Cause("origin-check-rejected", "error", "origin",
-          "The app refused a browser's Origin ({origin}): the Host it sees differs.",
-          "Forward the public Host unchanged (nginx: `proxy_set_header Host $host;`), or "
-          "allow the public URL at the origin (`wsgate run app.py --public-url URL`, or "
-          "Streamlit's `server.corsAllowedOrigins`).",
+          N_("The app refused a browser's Origin ({origin}): the Host it sees differs."),
+          N_("Forward the public Host unchanged (nginx: `proxy_set_header Host $host;`), or "
+             "allow the public URL at the origin (`wsgate run app.py --public-url URL`, or "
+             "Streamlit's `server.corsAllowedOrigins`)."),
           _origin_check_rejected, "Received HTTP 403"),
     Cause("upgrade-not-forwarded", "error", "edge",
-          "The WebSocket upgrade came back as a plain HTTP {status}: a proxy dropped "
-          "Upgrade/Connection.",
-          "Forward the upgrade on every hop (nginx: `proxy_http_version 1.1; "
-          "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";`; "
-          "Cloudflare: enable WebSockets; a worker must return the origin's 101 untouched).",
+          N_("The WebSocket upgrade came back as a plain HTTP {status}: a proxy dropped "
+             "Upgrade/Connection."),
+          N_("Forward the upgrade on every hop (nginx: `proxy_http_version 1.1; "
+             "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";`; "
+             "Cloudflare: enable WebSockets; a worker must return the origin's 101 untouched)."),
           _upgrade_not_forwarded, "WebSocket onerror / closes right after opening"),
     Cause("accept-invalid", "error", "edge",
-          "The 101 answer is malformed: a browser rejects it.",
-          "Return the origin's 101 unchanged: do not rebuild it or strip Upgrade, Connection "
-          "or Sec-WebSocket-Accept (nginx: no proxy_hide_header for them).",
+          N_("The 101 answer is malformed: a browser rejects it."),
+          N_("Return the origin's 101 unchanged: do not rebuild it or strip Upgrade, Connection "
+             "or Sec-WebSocket-Accept (nginx: no proxy_hide_header for them)."),
           _accept_invalid, "WebSocket onerror / closes right after opening"),
     Cause("subprotocol-dropped", "error", "edge",
-          "The '{offered}' subprotocol was offered but not echoed: browsers fail the "
-          "handshake.",
-          "Pass Sec-WebSocket-Protocol through in both directions, and make sure the app "
-          "behind the path is the one that speaks it.",
+          N_("The '{offered}' subprotocol was offered but not echoed: browsers fail the "
+             "handshake."),
+          N_("Pass Sec-WebSocket-Protocol through in both directions, and make sure the app "
+             "behind the path is the one that speaks it."),
           _subprotocol_dropped, "WebSocket onerror / closes right after opening"),
     Cause("closed-after-open", "error", "path",
-          "The WebSocket opened and was closed right away.",
-          "Read the edge's and the origin's logs at that time (`wsgate logs edge.log "
-          "origin.log --websocket --join`): the app or a proxy closed it; check for "
-          "crashes, auth on the stream path, or limits on connections.",
+          N_("The WebSocket opened and was closed right away."),
+          N_("Read the edge's and the origin's logs at that time (`wsgate logs edge.log "
+             "origin.log --websocket --join`): the app or a proxy closed it; check for "
+             "crashes, auth on the stream path, or limits on connections."),
           _closed_after_open, "WebSocket onerror / closes right after opening"),
     Cause("app-not-rendering", "error", "origin",
-          "The WebSocket works but the app never finished its script (the page stays "
-          "\"Please wait...\").",
-          "Check the origin's log for errors in the script, and whether it blocks (long "
-          "computations at import, waiting on a service); run it locally with `streamlit run`.",
+          N_("The WebSocket works but the app never finished its script (the page stays "
+             "\"Please wait...\")."),
+          N_("Check the origin's log for errors in the script, and whether it blocks (long "
+             "computations at import, waiting on a service); run it locally with `streamlit run`."),
           _app_not_rendering),
     Cause("affinity-missing", "error", "path",
-          "Requests of one browser session reach different instances: a reconnect lost "
-          "its Streamlit session (state reset, reload loops).",
-          "Give the replicas session affinity. With `wsgate edge`, name them all in one "
-          "route (`origins = [...]`, see docs/origins.md); Cloud Run: `gcloud run services "
-          "update SERVICE --session-affinity`; nginx: `ip_hash;` in the upstream; HAProxy: "
-          "`cookie SRV insert indirect nocache` with a `cookie` on each server.",
+          N_("Requests of one browser session reach different instances: a reconnect lost "
+             "its Streamlit session (state reset, reload loops)."),
+          N_("Give the replicas session affinity. With `wsgate edge`, name them all in one "
+             "route (`origins = [...]`, see docs/origins.md); Cloud Run: `gcloud run services "
+             "update SERVICE --session-affinity`; nginx: `ip_hash;` in the upstream; HAProxy: "
+             "`cookie SRV insert indirect nocache` with a `cookie` on each server."),
           _affinity_missing, "reconnect loops, lost widget state"),
     Cause("idle-timeout", "error", "path",
-          "An idle WebSocket is dropped after {seconds} s (close {code}); likely owner: "
-          "{owner}.",
-          "Raise the idle limit on that hop (nginx: `proxy_read_timeout 3600s;`, HAProxy: "
-          "`timeout tunnel 1h`, the load balancer's or Cloud Run's timeout), or keep the "
-          "socket busy more often than every {seconds} s: Streamlit "
-          "`server.websocketPingInterval = {ping}`, or `wsgate edge --ping-interval {ping}`.",
+          N_("An idle WebSocket is dropped after {seconds} s (close {code}); likely owner: "
+             "{owner}."),
+          N_("Raise the idle limit on that hop (nginx: `proxy_read_timeout 3600s;`, HAProxy: "
+             "`timeout tunnel 1h`, the load balancer's or Cloud Run's timeout), or keep the "
+             "socket busy more often than every {seconds} s: Streamlit "
+             "`server.websocketPingInterval = {ping}`, or `wsgate edge --ping-interval {ping}`."),
           _idle_timeout, "Connection timeout"),
     Cause("forwarded-proto-missing", "warning", "edge",
-          "The origin is not told the public scheme: X-Forwarded-Proto is missing (clients "
-          "use {scheme}).",
-          "Make the edge send `X-Forwarded-Proto: {scheme}` (nginx: `proxy_set_header "
-          "X-Forwarded-Proto $scheme;`; `wsgate edge` sends it unless a proxy in front strips "
-          "it), and make sure the origin trusts it from the edge only.",
+          N_("The origin is not told the public scheme: X-Forwarded-Proto is missing (clients "
+             "use {scheme})."),
+          N_("Make the edge send `X-Forwarded-Proto: {scheme}` (nginx: `proxy_set_header "
+             "X-Forwarded-Proto $scheme;`; `wsgate edge` sends it unless a proxy in front strips "
+             "it), and make sure the origin trusts it from the edge only."),
           _forwarded_proto_missing, "WebSocket onerror / closes right after opening"),
     Cause("forwarded-proto-mismatch", "warning", "edge",
-          "The origin is told the wrong public scheme: X-Forwarded-Proto is {proto}, clients "
-          "use {scheme}.",
-          "Make the edge send `X-Forwarded-Proto: {scheme}`, the scheme clients really use "
-          "(`wsgate edge --forwarded-proto auto`, the default, sends the scheme it serves; "
-          "or `wsgate edge --forwarded-proto {scheme}`; nginx: `proxy_set_header "
-          "X-Forwarded-Proto $scheme;`). If clients come through a TLS proxy in front of "
-          "this URL, probe the public https URL instead.",
+          N_("The origin is told the wrong public scheme: X-Forwarded-Proto is {proto}, clients "
+             "use {scheme}."),
+          N_("Make the edge send `X-Forwarded-Proto: {scheme}`, the scheme clients really use "
+             "(`wsgate edge --forwarded-proto auto`, the default, sends the scheme it serves; "
+             "or `wsgate edge --forwarded-proto {scheme}`; nginx: `proxy_set_header "
+             "X-Forwarded-Proto $scheme;`). If clients come through a TLS proxy in front of "
+             "this URL, probe the public https URL instead."),
           _forwarded_proto_mismatch, "WebSocket onerror / closes right after opening"),
     Cause("client-ip-spoofable", "warning", "edge",
-          "A client can forge its IP address: the edge passes a client's X-Forwarded-For.",
-          "Overwrite, do not append to, forwarding headers at the first trusted hop (nginx: "
-          "`proxy_set_header X-Forwarded-For $remote_addr;`, or real_ip from the CDN's "
-          "header; `wsgate edge` does this by default, and with `--client-ip-header "
-          "CF-Connecting-IP` behind Cloudflare).",
+          N_("A client can forge its IP address: the edge passes a client's X-Forwarded-For."),
+          N_("Overwrite, do not append to, forwarding headers at the first trusted hop (nginx: "
+             "`proxy_set_header X-Forwarded-For $remote_addr;`, or real_ip from the CDN's "
+             "header; `wsgate edge` does this by default, and with `--client-ip-header "
+             "CF-Connecting-IP` behind Cloudflare)."),
           _client_ip_spoofable),
     Cause("origin-bypass", "error", "origin",
-          "The origin answers without the secret: anyone can bypass the edge.",
-          "Run the origin behind the guard (`wsgate run app.py --secret-env WSGATE_SECRET`), "
-          "or keep it off the public network (firewall, Cloud Run ingress "
-          "'internal-and-cloud-load-balancing').",
+          N_("The origin answers without the secret: anyone can bypass the edge."),
+          N_("Run the origin behind the guard (`wsgate run app.py --secret-env WSGATE_SECRET`), "
+             "or keep it off the public network (firewall, Cloud Run ingress "
+             "'internal-and-cloud-load-balancing')."),
           _origin_bypass),
 )
 
 CAUSES_BY_ID: dict[str, Cause] = {cause.id: cause for cause in CAUSES}
 
 UNEXPLAINED = Cause(
-    "check-failed", "error", "path", "A check failed for a reason the doctor cannot name.",
-    "Read the failed check's detail above and the edge and origin logs.",
+    "check-failed", "error", "path", N_("A check failed for a reason the doctor cannot name."),
+    N_("Read the failed check's detail above and the edge and origin logs."),
     lambda f: None)
 
 
@@ -409,8 +418,8 @@ def diagnose_checks(checks: Sequence[Check]) -> tuple[Diagnosis, ...]:
     """Every matching cause, in table order; a failure nothing explains is still reported."""
     findings = Findings(checks)
     diagnoses = [
-        Diagnosis(cause.id, cause.severity, cause.summary.format(**match.values), match.evidence,
-                  cause.fix.format(**match.values), cause.where)
+        Diagnosis(cause.id, cause.severity, _(cause.summary).format(**match.values),
+                  match.evidence, _(cause.fix).format(**match.values), cause.where)
         for cause in CAUSES
         if (match := cause.detect(findings)) is not None
     ]
@@ -418,8 +427,8 @@ def diagnose_checks(checks: Sequence[Check]) -> tuple[Diagnosis, ...]:
         failed = [c for c in checks if c.status == "fail"]
         if failed:
             diagnoses.append(Diagnosis(
-                UNEXPLAINED.id, "error", UNEXPLAINED.summary,
-                "; ".join(f"{c.id}: {c.detail}" for c in failed), UNEXPLAINED.fix, "path"))
+                UNEXPLAINED.id, "error", _(UNEXPLAINED.summary),
+                "; ".join(f"{c.id}: {c.detail}" for c in failed), _(UNEXPLAINED.fix), "path"))
     return tuple(diagnoses)
 
 

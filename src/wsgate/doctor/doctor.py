@@ -35,6 +35,7 @@ from wsgate.doctor.target import (
     parse_host_port,
     parse_target,
 )
+from wsgate.i18n import _
 
 STREAMLIT_SUBPROTOCOLS = ("streamlit", "PLACEHOLDER_AUTH_TOKEN")
 
@@ -147,21 +148,21 @@ class Doctor:
         host, port = self.dial_to(target)
         dns = await rec.run("dns", lambda: probes.probe_dns(host, port))
         if not isinstance(dns.facts, DnsFacts) or dns.status == "fail":
-            rec.skip_rest("dns", planned, "skipped: the name does not resolve")
+            rec.skip_rest("dns", planned, _("skipped: the name does not resolve"))
             return None
         addresses = dns.facts.addresses
         tcp = await rec.run("tcp", lambda: probes.probe_tcp(addresses, port,
                                                             self.options.timeout))
         if not isinstance(tcp.facts, TcpFacts) or tcp.facts.address is None:
-            rec.skip_rest("tcp", planned, "skipped: no TCP connection")
+            rec.skip_rest("tcp", planned, _("skipped: no TCP connection"))
             return None
         route = Route(target, tcp.facts.address, port, self.ssl_context)
         if not target.tls:
-            rec.skip(["tls"], "skipped: plain http URL")
+            rec.skip(["tls"], _("skipped: plain http URL"))
             return route
         tls = await rec.run("tls", lambda: probes.probe_tls(route, self.options.insecure))
         if tls.status == "fail":
-            rec.skip_rest("tls", planned, "skipped: TLS failed")
+            rec.skip_rest("tls", planned, _("skipped: TLS failed"))
             return None
         return route
 
@@ -170,8 +171,9 @@ class Doctor:
         http = await rec.run("http", lambda: probes.probe_get(route, "/"))
         status = http.facts.status if isinstance(http.facts, HttpFacts) else None
         if status is None or status >= 500:
-            why = "no HTTP answer" if status is None else f"the edge answered {status}"
-            return rec.skip_rest("http", planned, f"skipped: {why}")
+            why = (_("skipped: no HTTP answer") if status is None
+                   else _("skipped: the edge answered {status}").format(status=status))
+            return rec.skip_rest("http", planned, why)
         if self.streamlit:
             await rec.run("health", lambda: probes.probe_get(
                 route, "/_stcore/health", probes.body_is_ok))
@@ -186,11 +188,11 @@ class Doctor:
             route, path, self.offered, None))
         if up.status == "fail":
             rest = [c for c in self.planned() if c != "forwarded"]
-            return rec.skip_rest("upgrade", rest, "skipped: the upgrade failed")
+            return rec.skip_rest("upgrade", rest, _("skipped: the upgrade failed"))
         with_origin = await rec.run("upgrade-origin", lambda: probes.probe_upgrade(
             route, path, self.offered, route.target.origin))
         if self.streamlit and with_origin.status == "fail":
-            rec.skip(["session", "affinity"], "skipped: the browser-like upgrade failed")
+            rec.skip(["session", "affinity"], _("skipped: the browser-like upgrade failed"))
         elif self.streamlit:
             session = await rec.run("session", lambda: probes.probe_session(
                 route, path, options.timeout * 2), limit=options.timeout * 2 + 1)
@@ -202,7 +204,7 @@ class Doctor:
 
     async def affinity_check(self, route: Route, session_ran: bool) -> None:
         if not session_ran:
-            return self.rec.skip(["affinity"], "skipped: no Streamlit session to resume")
+            return self.rec.skip(["affinity"], _("skipped: no Streamlit session to resume"))
         rounds = probes.AFFINITY_RECONNECTS + 1
         await self.rec.run("affinity", lambda: probes.probe_affinity(
             route, self.options.path, self.options.timeout * 2),
@@ -216,13 +218,14 @@ class Doctor:
         http = await rec.run("origin-http-no-secret", lambda: probes.probe_origin_http(route))
         if isinstance(http.facts, ErrorFacts):
             rec.skip(["origin-upgrade-no-secret", "origin-with-secret"],
-                     "skipped: the origin is not reachable from here")
+                     _("skipped: the origin is not reachable from here"))
             return
         await rec.run("origin-upgrade-no-secret", lambda: probes.probe_origin_upgrade(
             route, options.path, self.offered))
         if self.secret is None:
             rec.skip(["origin-with-secret"],
-                     f"skipped: set ${options.secret_env} to test the origin with the secret")
+                     _("skipped: set ${variable} to test the origin with the secret").format(
+                         variable=options.secret_env))
             return
         secret_header = {options.secret_header: self.secret}
         await rec.run("origin-with-secret", lambda: probes.probe_origin_with_secret(

@@ -18,6 +18,7 @@ import h11
 
 from wsgate import __version__
 from wsgate.doctor.target import Target
+from wsgate.i18n import _
 
 USER_AGENT = f"wsgate-doctor/{__version__}"
 MAX_BODY = 256 * 1024
@@ -117,7 +118,7 @@ async def exchange(conn: Connection, target: Target, method: str, path: str,
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
             break
     if head is None:
-        raise EOFError("closed before an HTTP answer")
+        raise EOFError(_("closed before an HTTP answer"))
     return Answer(head.status_code, head.reason.decode("latin-1", "replace"),
                   tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
                         for k, v in head.headers), bytes(body))
@@ -151,17 +152,19 @@ def status_line(answer: Answer) -> str:
 def describe_error(exc: BaseException) -> str:
     """One line for what went wrong on the network (no traceback, no repr soup)."""
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return _("timed out")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate rejected: {exc.verify_message or exc.reason}"
+        return _("certificate rejected: {reason}").format(
+            reason=exc.verify_message or exc.reason)
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
+        return _("TLS error: {reason}").format(reason=exc.reason or exc)
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+        return _("connection refused")
     if isinstance(exc, socket.gaierror):
-        return f"name resolution failed: {exc.strerror or exc}"
+        return _("name resolution failed: {reason}").format(reason=exc.strerror or exc)
     if isinstance(exc, EOFError | h11.RemoteProtocolError | ConnectionResetError):
-        return f"connection closed without a valid HTTP answer ({type(exc).__name__})"
+        return _("connection closed without a valid HTTP answer ({error})").format(
+            error=type(exc).__name__)
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"

@@ -51,6 +51,7 @@ from wsgate.doctor.target import (
     resolve_location,
 )
 from wsgate.doctor.ws_client import Handshake, close_websocket, upgrade, wait_for_close
+from wsgate.i18n import _, ngettext
 
 # RFC 5737 documentation address: sent as a forged client IP, must never survive the edge.
 SPOOF_IP = "198.51.100.77"
@@ -66,14 +67,14 @@ BodyJudge = Callable[[bytes], str | None]
 
 
 def body_is_ok(body: bytes) -> str | None:
-    return None if body.strip() == b"ok" else "body is not 'ok'"
+    return None if body.strip() == b"ok" else _("body is not 'ok'")
 
 
 def body_is_json(body: bytes) -> str | None:
     try:
         json.loads(body)
     except ValueError:
-        return "body is not JSON"
+        return _("body is not JSON")
     return None
 
 
@@ -83,7 +84,7 @@ async def probe_redirects(start: Target, dial: Callable[[Target], Route]) -> Ver
     """GET the URL and every redirect after it, like a browser opening the page."""
     chain: list[str] = [start.url]
     statuses: list[int] = []
-    for _ in range(MAX_REDIRECTS + 1):
+    for _hop in range(MAX_REDIRECTS + 1):
         url = chain[-1]
         try:
             answer = await request(dial(parse_target(url)), request_target(url))
@@ -97,29 +98,33 @@ async def probe_redirects(start: Target, dial: Callable[[Target], Route]) -> Ver
                            RedirectFacts(tuple(chain), tuple(statuses), final=url))
         following = resolve_location(url, location)
         if following is None:
-            return Verdict("fail", f"{' → '.join(chain)} → {location!r}: not an http(s) URL",
+            return Verdict("fail", _("{chain} → {location!r}: not an http(s) URL").format(
+                chain=" → ".join(chain), location=location),
                            RedirectFacts(tuple(chain), tuple(statuses)))
         looped = following in chain
         chain.append(following)
         if looped:
-            return Verdict("fail", f"redirect loop: {' → '.join(chain)}",
+            return Verdict("fail", _("redirect loop: {chain}").format(chain=" → ".join(chain)),
                            RedirectFacts(tuple(chain), tuple(statuses), looped=True))
-    return Verdict("fail", f"more than {MAX_REDIRECTS} redirects: {chain[0]} → … → {chain[-1]}",
+    return Verdict("fail", _("more than {count} redirects: {first} → … → {last}").format(
+        count=MAX_REDIRECTS, first=chain[0], last=chain[-1]),
                    RedirectFacts(tuple(chain), tuple(statuses), looped=True))
 
 
 def _chain_detail(chain: Sequence[str], status: int) -> str:
     if len(chain) == 1:
-        return f"no redirect (HTTP {status})"
+        return _("no redirect (HTTP {status})").format(status=status)
     hops = len(chain) - 1
-    return f"{hops} redirect{'s' if hops > 1 else ''}: {' → '.join(chain)} (HTTP {status})"
+    return ngettext("{count} redirect: {chain} (HTTP {status})",
+                    "{count} redirects: {chain} (HTTP {status})", hops).format(
+        count=hops, chain=" → ".join(chain), status=status)
 
 
 # -- reaching the edge ---------------------------------------------------------------
 
 async def probe_dns(host: str, port: int) -> Verdict:
     if is_ip_literal(host):
-        return Verdict("pass", f"{host} is an address literal (no lookup)",
+        return Verdict("pass", _("{host} is an address literal (no lookup)").format(host=host),
                        DnsFacts(host, (host,)))
     loop = asyncio.get_running_loop()
     try:
@@ -127,7 +132,8 @@ async def probe_dns(host: str, port: int) -> Verdict:
     except socket.gaierror as exc:
         return Verdict("fail", f"{host}: {describe_error(exc)}", DnsFacts(host))
     except UnicodeError:  # IDNA: a label over 63 characters, an empty label...
-        return Verdict("fail", f"{host}: not a valid host name", DnsFacts(host))
+        return Verdict("fail", _("{host}: not a valid host name").format(host=host),
+                       DnsFacts(host))
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     return Verdict("pass", f"{host} → {', '.join(addresses[:4])}", DnsFacts(host, addresses))
 
@@ -142,12 +148,14 @@ async def probe_tcp(addresses: Sequence[str], port: int, timeout: float) -> Verd
     for address in addresses:
         target = host_port(address, port)
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port),
+                                                     timeout)
         except (OSError, TimeoutError) as exc:
             failures.append(f"{target}: {describe_error(exc)}")
             continue
         writer.close()
-        return Verdict("pass", f"connected to {target}", TcpFacts(target, address))
+        return Verdict("pass", _("connected to {target}").format(target=target),
+                       TcpFacts(target, address))
     tried = ", ".join(host_port(a, port) for a in addresses)
     return Verdict("fail", "; ".join(failures), TcpFacts(tried))
 
@@ -167,14 +175,17 @@ def _judge_certificate(conn: Connection, host: str, insecure: bool) -> Verdict:
     ssl_object = conn.writer.get_extra_info("ssl_object")
     version = ssl_object.version() if ssl_object else "?"
     if insecure:
-        return Verdict("warn", f"{version}; certificate NOT verified (--insecure)",
+        return Verdict("warn", _("{version}; certificate NOT verified (--insecure)").format(
+            version=version),
                        TlsFacts(version))
     cert = ssl_object.getpeercert() if ssl_object else None
     not_after = cert.get("notAfter") if cert else None
     if not isinstance(not_after, str):
-        return Verdict("pass", f"{version}; certificate verified", TlsFacts(version, True))
+        return Verdict("pass", _("{version}; certificate verified").format(version=version),
+                       TlsFacts(version, True))
     days = (ssl.cert_time_to_seconds(not_after) - time.time()) / 86400
-    detail = f"{version}; certificate verified for {host}, expires in {days:.0f} days"
+    detail = _("{version}; certificate verified for {host}, expires in {days:.0f} days").format(
+        version=version, host=host, days=days)
     return Verdict("warn" if days < CERT_WARN_DAYS else "pass", detail,
                    TlsFacts(version, True, days))
 
@@ -209,26 +220,35 @@ async def _judge_upgrade(conn: Connection, handshake: Handshake, origin: str | N
     facts = UpgradeFacts(answer.status, handshake.problems, handshake.offered,
                          handshake.selected, origin, proxies_seen(answer))
     if answer.status != 101:
-        return Verdict("fail", f"{status_line(answer)} instead of 101", facts)
+        return Verdict("fail", _("{answer} instead of 101").format(answer=status_line(answer)),
+                       facts)
     if handshake.problems:
-        return Verdict("fail", "101 but " + "; ".join(handshake.problems), facts)
+        return Verdict("fail", _("101 but {problems}").format(
+            problems="; ".join(handshake.problems)), facts)
     if handshake.offered and handshake.selected not in handshake.offered:
-        return Verdict("fail", (f"101 but Sec-WebSocket-Protocol is {handshake.selected!r}; "
-                                f"offered {', '.join(handshake.offered)}"), facts)
+        return Verdict("fail", _("101 but Sec-WebSocket-Protocol is {selected!r}; offered "
+                                  "{offered}").format(selected=handshake.selected,
+                                                      offered=", ".join(handshake.offered)),
+                       facts)
     watched = await wait_for_close(conn, EARLY_CLOSE_WINDOW_S)
     if watched.closed:
-        how = "dropped" if watched.code is None else f"closed with code {watched.code}"
-        return Verdict("fail", f"101, then {how} after {watched.after_s * 1000:.0f} ms",
+        after_ms = round(watched.after_s * 1000)
+        how = (_("101, then dropped after {ms} ms") if watched.code is None
+               else _("101, then closed with code {code} after {ms} ms"))
+        return Verdict("fail", how.format(code=watched.code, ms=after_ms),
                        replace(facts, closed_early=True, close_code=watched.code))
-    chosen = f", subprotocol {handshake.selected}" if handshake.selected else ""
-    return Verdict("pass", f"101 Switching Protocols, Accept valid{chosen}", facts)
+    if handshake.selected:
+        return Verdict("pass", _("101 Switching Protocols, Accept valid, subprotocol "
+                                  "{subprotocol}").format(subprotocol=handshake.selected), facts)
+    return Verdict("pass", _("101 Switching Protocols, Accept valid"), facts)
 
 
 async def probe_session(route: Route, path: str, timeout: float) -> Verdict:  # noqa: ASYNC109
     try:
         from wsgate.doctor.streamlit_session import run_session
     except ImportError as exc:
-        return Verdict("skip", f"skipped: needs the streamlit extra ({exc})")
+        return Verdict("skip", _("skipped: needs the streamlit extra ({error})").format(
+            error=exc))
     target = route.target
     result = await run_session(
         target.ws_url(path), headers={"User-Agent": USER_AGENT}, origin=target.origin,
@@ -237,12 +257,13 @@ async def probe_session(route: Route, path: str, timeout: float) -> Verdict:  # 
     facts = SessionFacts(result.status, result.close_code, result.script_finished,
                          result.messages)
     if result.ok:
-        return Verdict("pass", (f"script finished: {result.messages} messages in "
-                                f"{result.elapsed_s:.2f} s"), facts)
-    why = result.error or "the script did not finish"
+        return Verdict("pass", _("script finished: {messages} messages in {seconds:.2f} s").format(
+            messages=result.messages, seconds=result.elapsed_s), facts)
+    why = result.error or _("the script did not finish")
     if result.close_code is not None:
-        why = f"closed with code {result.close_code} after {result.messages} messages; {why}"
-    return Verdict("fail", f"session: {why}", facts)
+        why = _("closed with code {code} after {messages} messages; {why}").format(
+            code=result.close_code, messages=result.messages, why=why)
+    return Verdict("fail", _("session: {why}").format(why=why), facts)
 
 
 AFFINITY_RECONNECTS = 4
@@ -273,17 +294,19 @@ async def probe_affinity(route: Route, path: str, timeout: float,  # noqa: ASYNC
     try:
         from wsgate.doctor.streamlit_session import run_session
     except ImportError as exc:
-        return Verdict("skip", f"skipped: needs the streamlit extra ({exc})")
+        return Verdict("skip", _("skipped: needs the streamlit extra ({error})").format(
+            error=exc))
     target, jar = route.target, dict[str, str]()
     session_id: str | None = None
     for attempt in range(reconnects + 1):
         try:
-            for _ in range(attempt):  # other clients: no cookies
+            for _other in range(attempt):  # other clients: no cookies
                 await request(route, target.path(HEALTH_PATH))
             remember_cookies(jar, (await request(route, target.path(HEALTH_PATH),
                                                  cookie_header(jar))).headers)
         except OSError as exc:
-            return Verdict("warn", f"reconnect {attempt}: {describe_error(exc)}",
+            return Verdict("warn", _("reconnect {attempt}: {why}").format(
+                attempt=attempt, why=describe_error(exc)),
                            AffinityFacts(max(attempt - 1, 0), max(attempt - 1, 0)))
         result = await run_session(
             target.ws_url(path), headers={"User-Agent": USER_AGENT, **cookie_header(jar)},
@@ -293,16 +316,19 @@ async def probe_affinity(route: Route, path: str, timeout: float,  # noqa: ASYNC
         remember_cookies(jar, result.response_headers)
         done = max(attempt - 1, 0)
         if not result.ok or not result.session_id:
-            why = result.error or "no session id"
-            return Verdict("warn" if attempt else "skip", f"reconnect {attempt}: {why}",
+            why = result.error or _("no session id")
+            return Verdict("warn" if attempt else "skip",
+                           _("reconnect {attempt}: {why}").format(attempt=attempt, why=why),
                            AffinityFacts(done, done))
         if session_id is not None and result.session_id != session_id:
-            return Verdict("fail", (f"reconnect {attempt} (after {attempt} other requests) "
-                                    f"got a new session: {done} of {attempt} resumed"),
+            return Verdict("fail", _("reconnect {attempt} (after {attempt} other requests) got "
+                                      "a new session: {done} of {attempt} resumed").format(
+                                          attempt=attempt, done=done),
                            AffinityFacts(attempt, done, attempt))
         session_id = result.session_id
-    return Verdict("pass", (f"{reconnects} reconnects resumed the same session, with other "
-                            "clients' requests in between"), AffinityFacts(reconnects, reconnects))
+    return Verdict("pass", _("{count} reconnects resumed the same session, with other "
+                              "clients' requests in between").format(count=reconnects),
+                   AffinityFacts(reconnects, reconnects))
 
 
 async def probe_idle(route: Route, path: str, offered: Sequence[str], seconds: float,
@@ -311,15 +337,18 @@ async def probe_idle(route: Route, path: str, offered: Sequence[str], seconds: f
     try:
         status = handshake.answer.status
         if status != 101:
-            return Verdict("fail", f"upgrade answered {status}", IdleFacts(status))
+            return Verdict("fail", _("upgrade answered {status}").format(status=status),
+                           IdleFacts(status))
         watched = await wait_for_close(conn, seconds)
     finally:
         await close_websocket(conn)
     if not watched.closed:
-        return Verdict("pass", f"held idle for {seconds:g} s without a drop", IdleFacts())
-    how = ("dropped without a close frame (1006)" if watched.code is None
-           else f"closed with {watched.code}")
-    return Verdict("fail", f"idle connection {how} after {watched.after_s:.1f} s",
+        return Verdict("pass", _("held idle for {seconds:g} s without a drop").format(
+            seconds=seconds), IdleFacts())
+    how = (_("idle connection dropped without a close frame (1006) after {seconds:.1f} s")
+           if watched.code is None
+           else _("idle connection closed with {code} after {seconds:.1f} s"))
+    return Verdict("fail", how.format(code=watched.code, seconds=watched.after_s),
                    IdleFacts(101, round(watched.after_s, 1), watched.code))
 
 
@@ -329,21 +358,24 @@ async def probe_forwarded(route: Route) -> Verdict:
     answer = await request(route, route.target.path(ECHO_PATH), headers)
     echo = parse_echo(answer)
     if echo is None:
-        return Verdict("skip", (f"skipped: no wsgate echo endpoint behind the edge "
-                                f"(HTTP {answer.status})"))
+        return Verdict("skip", _("skipped: no wsgate echo endpoint behind the edge "
+                                  "(HTTP {status})").format(status=answer.status))
     facts = forwarded_facts(echo, route.target.scheme)
     problems = []
     if facts.proto is None:
-        problems.append("no X-Forwarded-Proto")
+        problems.append(_("no X-Forwarded-Proto"))
     elif facts.proto != facts.public_scheme:
-        problems.append(f"X-Forwarded-Proto is {facts.proto!r}, the URL's scheme "
-                        f"{facts.public_scheme!r}")
+        problems.append(_("X-Forwarded-Proto is {proto!r}, the URL's scheme {scheme!r}").format(
+            proto=facts.proto, scheme=facts.public_scheme))
     if facts.spoofed_headers:
-        problems.append(f"forged {SPOOF_IP} survived in {', '.join(facts.spoofed_headers)}")
+        problems.append(_("forged {ip} survived in {headers}").format(
+            ip=SPOOF_IP, headers=", ".join(facts.spoofed_headers)))
     seen = f"proto={facts.proto}, host={facts.host}, for={facts.client}"
     if problems:
-        return Verdict("warn", f"origin saw {seen}; " + "; ".join(problems), facts)
-    return Verdict("pass", f"origin saw {seen}; forged client IP dropped", facts)
+        return Verdict("warn", _("origin saw {seen}; {problems}").format(
+            seen=seen, problems="; ".join(problems)), facts)
+    return Verdict("pass", _("origin saw {seen}; forged client IP dropped").format(seen=seen),
+                   facts)
 
 
 def parse_echo(answer: Answer) -> dict[str, Any] | None:
@@ -379,12 +411,15 @@ def forwarded_facts(echo: Mapping[str, Any], public_scheme: str) -> ForwardedFac
 
 def judge_refusal(answer: Answer, what: str) -> Verdict:
     if answer.status in (401, 403):
-        return Verdict("pass", f"{what} without the secret: refused ({answer.status})",
+        return Verdict("pass", _("{what} without the secret: refused ({status})").format(
+            what=what, status=answer.status),
                        RefusalFacts(answer.status))
     if answer.status >= 500:
-        return Verdict("warn", f"{what} without the secret: HTTP {answer.status}",
+        return Verdict("warn", _("{what} without the secret: HTTP {status}").format(
+            what=what, status=answer.status),
                        RefusalFacts(answer.status))
-    return Verdict("fail", f"{what} without the secret: HTTP {answer.status} (not refused)",
+    return Verdict("fail", _("{what} without the secret: HTTP {status} (not refused)").format(
+        what=what, status=answer.status),
                    RefusalFacts(answer.status, answered=True))
 
 
@@ -393,14 +428,15 @@ async def probe_origin_http(route: Route) -> Verdict:
         answer = await request(route, route.target.path("/"))
     except OSError as exc:
         error = f"{route.target.authority}: {describe_error(exc)}"
-        return Verdict("warn", f"not reachable from here ({error})", ErrorFacts(error))
+        return Verdict("warn", _("not reachable from here ({error})").format(error=error),
+                       ErrorFacts(error))
     return judge_refusal(answer, "GET /")
 
 
 async def probe_origin_upgrade(route: Route, path: str, offered: Sequence[str]) -> Verdict:
     conn, handshake = await upgrade(route, route.target.path(path), offered)
     await close_websocket(conn)
-    return judge_refusal(handshake.answer, "the upgrade")
+    return judge_refusal(handshake.answer, _("the upgrade"))
 
 
 async def probe_origin_with_secret(route: Route, path: str, offered: Sequence[str],
@@ -411,7 +447,9 @@ async def probe_origin_with_secret(route: Route, path: str, offered: Sequence[st
     await close_websocket(conn)
     facts = SecretFacts(answer.status, handshake.answer.status)
     if 200 <= answer.status < 400 and handshake.answer.status == 101:
-        return Verdict("pass", f"with the secret: GET / {answer.status}, upgrade 101", facts)
-    return Verdict("warn", (f"with the secret from ${secret_env}: GET / {answer.status}, "
-                            f"upgrade {handshake.answer.status} (does the doctor have the "
-                            f"origin's secret?)"), facts)
+        return Verdict("pass", _("with the secret: GET / {status}, upgrade 101").format(
+            status=answer.status), facts)
+    return Verdict("warn", _("with the secret from ${variable}: GET / {status}, upgrade "
+                              "{upgrade} (does the doctor have the origin's secret?)").format(
+                                  variable=secret_env, status=answer.status,
+                                  upgrade=handshake.answer.status), facts)

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from wsgate.doctor.diagnosis import first_break
 from wsgate.doctor.model import Diagnosis, Report
+from wsgate.i18n import _
 
 SYMBOLS = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "-"}
 STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
@@ -33,24 +34,26 @@ def path_picture(report: Report) -> str:
     where = broken.where if broken else None
     link1 = "──✗──" if where == "client-edge" else "─────"
     link2 = "──✗──" if where == "edge-origin" else "─────"
-    edge = "edge ✗" if where == "edge" else "edge"
-    origin = "origin ✗" if where == "origin" else "origin"
-    picture = f"client {link1}▶ {edge} {link2}▶ {origin}"
+    edge = _("edge") + (" ✗" if where == "edge" else "")
+    origin = _("origin") + (" ✗" if where == "origin" else "")
+    client = _("client")
+    picture = f"{client} {link1}▶ {edge} {link2}▶ {origin}"
     if broken is None:
-        return picture + "   (no break found)"
+        return picture + "   " + _("(no break found)")
     if where == "path":
-        return picture + f"   (broken somewhere on the path: {broken.id})"
-    return picture + f"   (broken: {broken.id})"
+        return picture + "   " + _("(broken somewhere on the path: {id})").format(id=broken.id)
+    return picture + "   " + _("(broken: {id})").format(id=broken.id)
 
 
 def _diagnosis_lines(d: Diagnosis) -> list[Text]:
-    label = "ERROR" if d.severity == "error" else "WARNING"
+    label = _("ERROR") if d.severity == "error" else _("WARNING")
     style = "bold red" if d.severity == "error" else "yellow"
     head = Text()
     head.append(f"{label} ", style=style)
     head.append(f"[{d.id}] ", style="bold")
     head.append(d.summary)
-    return [head, Text(f"  evidence: {d.evidence}"), Text(f"  fix: {d.fix}")]
+    return [head, Text("  " + _("evidence: {evidence}").format(evidence=d.evidence)),
+            Text("  " + _("fix: {fix}").format(fix=d.fix))]
 
 
 def render(report: Report, file: IO[str] | None = None, color: bool | None = None) -> None:
@@ -73,7 +76,7 @@ def render(report: Report, file: IO[str] | None = None, color: bool | None = Non
     console.print(Text(path_picture(report)))
     console.print()
     if not report.diagnoses:
-        console.print(Text("No problems found.", style="bold green"))
+        console.print(Text(_("No problems found."), style="bold green"))
         return
     for diagnosis in report.diagnoses:
         for text in _diagnosis_lines(diagnosis):

@@ -38,6 +38,8 @@ from websockets.exceptions import (
 )
 from websockets.typing import Origin, Subprotocol
 
+from wsgate.i18n import _
+
 SUBPROTOCOL: Final = "streamlit"
 # The frontend sends this in the token slot when it has no XSRF token.
 PLACEHOLDER_TOKEN: Final = "PLACEHOLDER_AUTH_TOKEN"  # noqa: S105 - public placeholder
@@ -214,9 +216,9 @@ async def run_session(ws_url: str, *, headers: Mapping[str, str] | None = None,
     except (TimeoutError, WebSocketException, DecodeError, OSError, ValueError) as exc:
         error = _failure(exc, progress, timeout)
     if error is None and not progress.finished:
-        error = f"connection closed before script_finished (close code {progress.close_code})"
+        error = _closed_early(progress.close_code)
     if error is None and progress.finish_status == "FINISHED_WITH_COMPILE_ERROR":
-        error = "script has a compile error"
+        error = _("script has a compile error")
     return _result(progress, error, time.monotonic() - started)
 
 
@@ -228,18 +230,25 @@ def _failure(exc: Exception, progress: _Progress, timeout: float) -> str:
             (k.lower(), v) for k, v in exc.response.headers.raw_items())
         progress.refusal_body = exc.response.body.decode("utf-8", "replace")[:_BODY_LIMIT] \
             if exc.response.body else ""
-        return f"upgrade refused with HTTP {exc.response.status_code}"
+        return _("upgrade refused with HTTP {status}").format(status=exc.response.status_code)
     if isinstance(exc, TimeoutError):
-        return f"no script_finished within {timeout:g}s" if progress.status else \
-            f"no upgrade answer within {timeout:g}s"
+        waited = (_("no script_finished within {seconds:g}s") if progress.status
+                  else _("no upgrade answer within {seconds:g}s"))
+        return waited.format(seconds=timeout)
     if isinstance(exc, ConnectionClosed):
         progress.close_code = exc.rcvd.code if exc.rcvd is not None else None
-        return f"connection closed before script_finished (close code {progress.close_code})"
+        return _closed_early(progress.close_code)
     if isinstance(exc, InvalidHandshake):
-        return f"invalid WebSocket handshake: {exc}"
+        return _("invalid WebSocket handshake: {error}").format(error=exc)
     if isinstance(exc, DecodeError):
-        return f"not a Streamlit ForwardMsg (is this a Streamlit stream?): {exc}"
+        return _("not a Streamlit ForwardMsg (is this a Streamlit stream?): {error}").format(
+            error=exc)
     return f"{type(exc).__name__}: {exc}"  # e.g. InvalidURI, OSError
+
+
+def _closed_early(close_code: int | None) -> str:
+    return _("connection closed before script_finished (close code {code})").format(
+        code=close_code)
 
 
 def _result(progress: _Progress, error: str | None, elapsed_s: float) -> SessionResult:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from wsgate.doctor.http_client import Answer, Connection, Route, exchange, open_connection
+from wsgate.i18n import _
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x8, 0x9, 0xA
@@ -32,15 +33,17 @@ def handshake_problems(answer: Answer, key: str) -> list[str]:
     """What a browser would reject in a 101 (RFC 6455 §4.1), empty when fine."""
     problems = []
     if (answer.header("upgrade") or "").strip().lower() != "websocket":
-        problems.append(f"Upgrade is {answer.header('upgrade')!r}, not 'websocket'")
+        problems.append(_("Upgrade is {value!r}, not 'websocket'").format(
+            value=answer.header("upgrade")))
     tokens = {t.strip().lower() for t in (answer.header("connection") or "").split(",")}
     if "upgrade" not in tokens:
-        problems.append(f"Connection is {answer.header('connection')!r}, without 'Upgrade'")
+        problems.append(_("Connection is {value!r}, without 'Upgrade'").format(
+            value=answer.header("connection")))
     accept = answer.header("sec-websocket-accept")
     if accept is None:
-        problems.append("Sec-WebSocket-Accept is missing")
+        problems.append(_("Sec-WebSocket-Accept is missing"))
     elif accept.strip() != accept_for(key):
-        problems.append("Sec-WebSocket-Accept does not match the key")
+        problems.append(_("Sec-WebSocket-Accept does not match the key"))
     return problems
 
 
