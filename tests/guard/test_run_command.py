@@ -80,10 +80,17 @@ def test_public_origin_with_rewritten_host_connects(configured: GuardedStreamlit
 
 def test_unrelated_origin_refused_without_public_url() -> None:
     # Control: the public origin itself is refused when --public-url is not given.
-    with start_guarded_streamlit() as plain:
+    # Also --no-access-log: nothing is logged for requests that pass, refusals still are.
+    with start_guarded_streamlit(run_args=["--no-access-log"]) as plain:
         result = asyncio.run(run_session(plain.ws_url, headers=plain.secret_headers,
                                          origin=PUBLIC_URL, timeout=30))
         assert result.status == 403
+        assert http_get(plain.url("/"), plain.secret_headers)[0] == 200
+        assert http_get(plain.url("/"), {"X-Request-Id": "quiet-refused"})[0] == 403
+        assert wait_until(lambda: any(e.get("requestId") == "quiet-refused"
+                                      for e in plain.events()), timeout=10)
+        assert [e for e in plain.events()
+                if e.get("message") in ("request", "websocket session")] == []
 
 
 def test_st_app_launcher_is_guarded_outermost() -> None:
