@@ -25,7 +25,7 @@ from wsgate.config import ConfigError, EdgeConfig, load_config
 from wsgate.edge.admin import start_admin
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.server import EdgeServer
-from wsgate.edge.supervisor import preflight, reload_problem, supervise
+from wsgate.edge.supervisor import preflight, reload_problem, serving_summary, supervise
 from wsgate.edge.worker_process import control_event, open_shared_event_writer, reopen_events
 from wsgate.logs.events import EventWriter, Severity, open_event_writer
 
@@ -148,15 +148,8 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
         return 1
     host, port = server.bound
     shown = f"[{host}]" if ":" in host else host
-    routes = ", ".join(f"{r.pattern} -> {' | '.join(o.url for o in r.origins)}"
-                       for r in config.routes)
-    extra = ""
-    if admin is not None:
-        a_host, a_port = admin.sockets[0].getsockname()[:2]
-        extra = f"; admin on http://{a_host}:{a_port}"
-    secret = f"secret header {config.secret_header}" if config.secret else "NO SECRET"
-    click.echo(f"wsgate edge listening on {server.scheme}://{shown}:{port} ({routes}; "
-               f"{secret}{extra})", err=True)
+    click.echo(f"wsgate edge listening on {server.scheme}://{shown}:{port} "
+               f"({serving_summary(config, admin)})", err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -134,6 +134,18 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
+def serving_summary(config: EdgeConfig, admin: asyncio.Server | None) -> str:
+    """Routes, secret header and admin address, for the ready line on stderr."""
+    routes = ", ".join(f"{r.pattern} -> {' | '.join(o.url for o in r.origins)}"
+                       for r in config.routes)
+    extra = ""
+    if admin is not None:
+        a_host, a_port = admin.sockets[0].getsockname()[:2]
+        extra = f"; admin on http://{a_host}:{a_port}"
+    secret = f"secret header {config.secret_header}" if config.secret else "NO SECRET"
+    return f"{routes}; {secret}{extra}"
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(getattr(exc, "reason", None) or exc).split())
 
@@ -430,15 +442,8 @@ async def supervise(config: EdgeConfig, load: Callable[[], EdgeConfig],
 
 
 def _listening(supervisor: Supervisor) -> str:
-    config = supervisor.config
     host, port = supervisor.sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    scheme = "https" if config.tls_cert else "http"
-    routes = ", ".join(f"{r.pattern} -> {r.origin.url}" for r in config.routes)
-    secret = f"secret header {config.secret_header}" if config.secret else "NO SECRET"
-    extra = ""
-    if supervisor.admin is not None:
-        a_host, a_port = supervisor.admin.sockets[0].getsockname()[:2]
-        extra = f"; admin on http://{a_host}:{a_port}"
+    scheme = "https" if supervisor.config.tls_cert else "http"
     return (f"{scheme}://{shown}:{port} with {len(supervisor.current)} workers "
-            f"({routes}; {secret}{extra})")
+            f"({serving_summary(supervisor.config, supervisor.admin)})")
