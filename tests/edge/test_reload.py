@@ -251,6 +251,7 @@ def test_check_prints_the_effective_configuration_with_the_secret_masked(
     ({"workers": "many"}, "workers:"),
     ({"timeouts": {"reload_websockets": "soon"}}, "timeouts.reload_websockets:"),
     ({"tls_cert": "CERT", "tls_key": "CERT"}, "tls_cert:"),  # exists, but is no certificate
+    ({"log_file": "/nonexistent-wsgate-dir/edge.jsonl"}, "log_file:"),
 ])
 def test_check_refuses_an_invalid_file_with_one_line_naming_the_key(
         tmp_path: Path, settings: dict[str, Any], key: str) -> None:

@@ -94,7 +94,8 @@ def reload_problem(running: EdgeConfig, new: EdgeConfig) -> str | None:
 
 
 def preflight(config: EdgeConfig) -> None:
-    """What validation cannot see but a worker would fail on: files that do not load."""
+    """What validation cannot see but a worker would fail on: files that do not load
+    or cannot be written."""
     if config.tls_cert:
         try:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -102,6 +103,12 @@ def preflight(config: EdgeConfig) -> None:
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"tls_cert: cannot load {config.tls_cert!r} with "
                               f"{config.tls_key!r}: {_one_line(exc)}") from None
+    if config.log_file and config.log_file not in ("-", "stdout"):
+        try:
+            os.close(os.open(config.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise ConfigError(f"log_file: cannot open {config.log_file!r} for appending: "
+                              f"{exc.strerror or exc}") from None
     if config.origin_ca_file:
         try:
             ssl.create_default_context(cafile=config.origin_ca_file)

@@ -226,7 +226,11 @@ class Snapshots(asyncio.Protocol):
 
 
 async def serve_worker(config: EdgeConfig, listen_fd: int, status_fd: int, worker: str) -> int:
-    writer, logger = open_shared_event_writer(config.log_file)
+    try:
+        writer, logger = open_shared_event_writer(config.log_file)
+    except OSError as exc:
+        _report(status_fd, f"error log_file: cannot open {config.log_file!r}: {exc.strerror}")
+        return 1
     try:
         metrics = EdgeMetrics()
         server = EdgeServer(config, logger, metrics, writer)
