@@ -232,9 +232,8 @@ def _bound_request(req: RequestHead, rules: EdgeRules) -> None:
     headers = req.headers
     if len(headers) > rules.max_header_count:
         raise ProxyError(431, "headers-too-large", "too many request headers")
-    # Also counted as parsed (names and values without the line's punctuation).
-    if len(req.target) + sum(len(n) + len(v) + 4 for n, v in headers) > rules.max_header_bytes:
-        raise ProxyError(431, "headers-too-large", "request headers too large")
+    # The head's size needs no check here: `find_head` refused any head longer than
+    # max_header_bytes, and parsing only drops bytes (punctuation, whitespace).
     if req.method in (b"CONNECT", b"TRACE"):
         # TRACE would make the origin echo the request, secret included.
         raise ProxyError(405, "bad-request",
