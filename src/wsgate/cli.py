@@ -7,10 +7,12 @@ Streamlit's import (~0.6 s) and a broken optional extra must not break the rest.
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
 from wsgate import __version__
+from wsgate.i18n import LANGUAGES, set_language
 
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,8 +46,20 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, help_text) for name, (_, help_text) in COMMANDS.items()])
 
 
+def choose_language(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """--lang: set before any subcommand is imported, so its messages and help follow."""
+    if value is not None:
+        set_language(value)
+        # The processes a command starts (the demo's edge, guard and doctor) follow too.
+        os.environ["WSGATE_LANG"] = value
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wsgate")
+@click.option("--lang", type=click.Choice(LANGUAGES), is_eager=True, expose_value=False,
+              callback=choose_language,
+              help="Language of messages and help (default: WSGATE_LANG, else LANGUAGE, "
+                   "LC_ALL, LC_MESSAGES or LANG; ja_JP.UTF-8 and the like mean ja).")
 def main() -> None:
     """Make WebSocket apps work, stay private and stay diagnosable behind an edge proxy.
 
