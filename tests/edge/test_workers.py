@@ -52,18 +52,21 @@ def test_two_workers_share_the_address_and_both_serve(origins: RecordingOrigin) 
 
         outcomes: list[Outcome] = []
         per_worker = {"0": 0.0, "1": 0.0}
-        for _ in range(25):  # bounded: at most 400 requests
-            outcomes += asyncio.run(burst(edge.port, 16))
-            per_worker = {w: metric(edge.admin_port, WORKER_REQUESTS, worker=w)
-                          for w in per_worker}
+
+        def counted() -> bool:
+            """The workers' snapshots (sent each second) have caught up."""
+            per_worker.update({w: metric(edge.admin_port, WORKER_REQUESTS, worker=w)
+                               for w in per_worker})
+            return sum(per_worker.values()) == len(outcomes)
+
+        for _ in range(10):  # bounded: at most 640 requests
+            outcomes += asyncio.run(burst(edge.port, 64))
+            # Every request is counted once, by the worker that answered it.
+            assert wait_until(counted, 10), (per_worker, len(outcomes))
             if all(per_worker.values()):
                 break
         assert [o for o in outcomes if not o.ok] == []
         assert all(per_worker.values()), f"one worker served everything: {per_worker}"
-        # Every request is counted once, by the worker that answered it.
-        assert wait_until(lambda: sum(
-            metric(edge.admin_port, WORKER_REQUESTS, worker=w) for w in per_worker)
-            == len(outcomes), 5)
         assert metric(edge.admin_port, "wsgate_edge_requests_total", route="*/*",
                       status_class="2xx") == len(outcomes)
 
