@@ -1,0 +1,72 @@
+"""Headless Chromium: the demo app on three `wsgate run` replicas behind an edge keeps
+its session when the edge process is replaced by another with the same configuration
+(the browser's WebSocket drops and reconnects; the affinity cookie brings it back to
+its replica, which resumes the session: the counter keeps its value)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.edge.test_origins import config_file, origin_states
+from tests.guard.fixtures import start_guarded_streamlit
+from tests.support import SECRET, Edge, edge_process, free_port, started, wait_until
+from wsgate.demo.stack import bundled_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.streamlit, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+APP_TIMEOUT_MS = 60_000
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def edge_on(port: int, config: Path) -> Edge:
+    """An edge on a fixed port (a replacement edge listens where the old one did)."""
+    # The last --listen wins (click), so this one replaces the helper's free port.
+    edge = edge_process(None, extra=("--config", str(config), "--listen", f"127.0.0.1:{port}"))
+    edge.port = port
+    return edge
+
+
+def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    with contextlib.ExitStack() as stack:
+        replicas = [stack.enter_context(start_guarded_streamlit(
+            bundled_app(), secrets=(SECRET,), run_args=("--public-url", public)))
+            for _ in range(3)]
+        config = config_file([r.base_url for r in replicas], interval=1.0, timeout=1.0,
+                             unhealthy_threshold=2)
+        playwright = stack.enter_context(sync_api.sync_playwright())
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                             headless=True)
+        stack.callback(browser.close)
+        page = browser.new_page()
+        expect = sync_api.expect
+        with started(edge_on(port, config)) as first:
+            page.goto(public)
+            counter = page.get_by_test_id("stMetricValue")
+            expect(counter).to_have_text("0", timeout=APP_TIMEOUT_MS)
+            button = page.get_by_role("button", name="Increment")
+            button.click()
+            expect(counter).to_have_text("1", timeout=30_000)
+            button.click()
+            expect(counter).to_have_text("2", timeout=30_000)
+            first.signal(signal.SIGTERM)  # its WebSocket closes (1001)
+            assert first.process is not None and first.process.wait(30) == 0
+        with started(edge_on(port, config)) as second:
+            # The frontend reconnects to the new edge process, which never saw this
+            # browser: only the cookie says where its session lives.
+            assert wait_until(lambda: any(s["openWebSockets"] for s in
+                                          origin_states(second).values()), 60)
+            expect(counter).to_have_text("2", timeout=30_000)
+            button.click()
+            expect(counter).to_have_text("3", timeout=30_000)
