@@ -14,9 +14,10 @@ anything else is English.
 
 from __future__ import annotations
 
+import functools
 import gettext
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 DOMAIN = "wsgate"
@@ -51,6 +52,7 @@ def language_from_environment(environ: Mapping[str, str] | None = None) -> str:
     return DEFAULT_LANGUAGE
 
 
+@functools.cache
 def load(language: str) -> gettext.NullTranslations:
     """The catalog of `language`; English (and a missing catalog) is the identity."""
     return gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[language],
@@ -65,6 +67,13 @@ def set_language(language: str | None = None) -> str:
         raise ValueError(f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
     _active, _active_language = load(chosen), chosen
     return chosen
+
+
+def translator(language: str | None) -> Callable[[str], str]:
+    """`gettext` of `language` (None: the current one), for text made for someone
+    else than this process's user (a refusal page follows the request's
+    Accept-Language); `language` must be one of LANGUAGES."""
+    return _translations().gettext if language is None else load(language).gettext
 
 
 def current_language() -> str:

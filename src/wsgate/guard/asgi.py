@@ -17,7 +17,9 @@ headers) around any ASGI app. Per `http` / `websocket` scope:
    access log, `access.py`), with the edge's X-Request-Id.
 
 A request whose secret header holds another value came through an edge configured
-with a different secret: its 403 page says so (`policy.refusal_text`).
+with a different secret: its 403 page says so (`policy.refusal_text`), in the language
+the request's Accept-Language prefers (ja or en), else in the process's (`--lang`,
+`LANG`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Final
 
 from wsgate.guard import policy
 from wsgate.guard.access import AccessRecord
+from wsgate.i18n import current_language
 from wsgate.logs.events import LOGGER_NAME, HttpRequest, build_event, emit
 
 Scope = MutableMapping[str, Any]
@@ -154,16 +157,21 @@ class OriginGuard:
     async def _refuse(self, scope: Scope, send: Send, headers: Sequence[policy.Header],
                       reason: str) -> None:
         is_websocket = scope["type"] == "websocket"
-        body = policy.refusal_text(self._public_url, reason).encode("utf-8")
+        # The page's reader is the browser's user: their Accept-Language, else ours.
+        language = (policy.page_language(policy.header_text(headers, b"accept-language"))
+                    or current_language())
+        body = policy.refusal_text(self._public_url, reason, language).encode("utf-8")
         response_headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
+            (b"content-language", language.encode()),
+            (b"vary", b"Accept-Language"),
             (b"cache-control", b"no-store"),
             (b"x-content-type-options", b"nosniff"),
         ]
         # Log first: once the 403 is on the wire the client may already be reading
         # the log, and a failed send must not lose the event.
-        self._log_refusal(scope, headers, reason, is_websocket)
+        self._log_refusal(scope, headers, reason, is_websocket, len(body))
         if not is_websocket:
             await send({"type": "http.response.start", "status": 403,
                         "headers": response_headers})
@@ -176,7 +184,7 @@ class OriginGuard:
             await send({"type": "websocket.close", "code": 1008})
 
     def _log_refusal(self, scope: Scope, headers: Sequence[policy.Header], reason: str,
-                     is_websocket: bool) -> None:
+                     is_websocket: bool, response_size: int) -> None:
         now = time.monotonic()
         address = _peer(scope)
         path = str(scope.get("path", ""))
@@ -188,7 +196,7 @@ class OriginGuard:
         user_agent = policy.header_text(headers, b"user-agent")
         http = HttpRequest(method=str(scope.get("method", "GET")), url=path, status=403,
                            latency_s=0.0, remote_ip=address, user_agent=user_agent[:256],
-                           response_size=len(policy.refusal_text(self._public_url, reason)),
+                           response_size=response_size,
                            protocol=f"HTTP/{scope.get('http_version', '1.1')}")
         emit(self._logger, build_event(
             source="origin", message=REFUSED_MESSAGE, severity="WARNING", http=http,

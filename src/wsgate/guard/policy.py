@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from wsgate.i18n import LANGUAGES, N_, translator
+
 Header = tuple[bytes, bytes]
 Reason = Literal["missing", "mismatch", "repeated"]
 _REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -148,19 +150,55 @@ def request_id(headers: Iterable[Header]) -> str | None:
     return None
 
 
-def refusal_text(public_url: str | None, reason: str = "missing") -> str:
-    """The 403 page. A request that carried the secret header came through an edge:
-    it is told the two sides' secrets differ (never anything about either value)."""
+REFUSED_MISMATCH: Final = N_(
+    "Refused: this request carries the edge's secret header, but its value differs from the "
+    "secret this origin expects. The edge and the origin are configured with different "
+    "secrets: give both the same value.")
+REFUSED_REPEATED: Final = N_(
+    "Refused: the secret header appears more than once in this request (does a proxy on the "
+    "way add its own copy?).")
+REFUSED_OPEN_PUBLIC: Final = N_("Direct access refused. Open {url} instead.")
+REFUSED_DIRECT: Final = N_(
+    "Direct access refused: this server only answers requests from its edge proxy.")
+
+
+def refusal_text(public_url: str | None, reason: str = "missing",
+                 language: str | None = None) -> str:
+    """The 403 page, in `language` (None: the process's). A request that carried the
+    secret header came through an edge: it is told the two sides' secrets differ (never
+    anything about either value)."""
+    gettext = translator(language)
     if reason == "mismatch":
-        return ("Refused: this request carries the edge's secret header, but its value "
-                "differs from the secret this origin expects. The edge and the origin are "
-                "configured with different secrets: give both the same value.\n")
+        return gettext(REFUSED_MISMATCH) + "\n"
     if reason == "repeated":
-        return ("Refused: the secret header appears more than once in this request "
-                "(does a proxy on the way add its own copy?).\n")
+        return gettext(REFUSED_REPEATED) + "\n"
     if public_url:
-        return f"Direct access refused. Open {public_url} instead.\n"
-    return "Direct access refused: this server only answers requests from its edge proxy.\n"
+        return gettext(REFUSED_OPEN_PUBLIC).format(url=public_url) + "\n"
+    return gettext(REFUSED_DIRECT) + "\n"
+
+
+def page_language(accept_language: str) -> str | None:
+    """The language of LANGUAGES the request's Accept-Language prefers (RFC 9110 §12.5.4:
+    highest q, then first listed; `q=0` excludes), None when it names none of them."""
+    best: tuple[float, int, str] | None = None
+    for position, item in enumerate(accept_language.split(",")):
+        tag, _, params = item.strip().partition(";")
+        language = tag.strip().split("-")[0].lower()
+        quality = _quality(params)
+        if language in LANGUAGES and quality > 0 and (
+                best is None or (quality, -position) > (best[0], best[1])):
+            best = (quality, -position, language)
+    return best[2] if best else None
+
+
+def _quality(params: str) -> float:
+    name, _, value = params.strip().partition("=")
+    if name.strip().lower() != "q":
+        return 1.0
+    try:
+        return min(max(float(value), 0.0), 1.0)
+    except ValueError:
+        return 0.0
 
 
 @dataclass(slots=True)
