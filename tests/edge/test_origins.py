@@ -435,6 +435,17 @@ def test_new_sessions_spread_over_the_replicas_and_a_forged_cookie_still_works(
     assert browse(replica_edges[0], forged) != forged  # the page gets a genuine cookie
 
 
+@pytest.mark.streamlit
+@pytest.mark.slow
+def test_the_doctor_sees_affinity_through_the_edge(replica_edges: tuple[Edge, Edge]) -> None:
+    from tests.doctor.helpers import explain, run_doctor
+
+    _, report = run_doctor(replica_edges[0].url + "/")
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["affinity"]["status"] == "pass", explain(report)
+    assert "affinity-missing" not in [d["id"] for d in report["diagnoses"]]
+
+
 async def lose_a_replica(replicas: list[GuardedStreamlit], edges: tuple[Edge, Edge]
                          ) -> tuple[int, list[Held]]:
     """20 open sessions; SIGKILL the replica of the first; its sessions get a close code
