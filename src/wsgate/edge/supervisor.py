@@ -262,6 +262,8 @@ class Supervisor:
             self.event(f"reload failed; generation {self.generation} keeps serving", "ERROR",
                        error_class="reload-worker-failed", error=started)
             return
+        if self.stopping:  # a SIGTERM came while it started: those workers drain too
+            return
         old = list(self.current.values())
         self.current, self.config, self.generation = started, config, generation
         limit = config.timeouts.reload_websockets or None
@@ -353,7 +355,11 @@ class Supervisor:
             worker.reader = asyncio.create_task(self._read_snapshots(worker))
             return None
         if worker.process.returncode is None and not text:
-            await worker.process.wait()  # closed its status pipe: it is exiting
+            # It closed its status pipe: it is exiting (else it is ended here).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.process.wait(), STOP_GRACE)
+            if worker.process.returncode is None:
+                worker.process.kill()
         detail = text.removeprefix("error ").strip() or describe_exit(
             worker.process.returncode or 0)
         return f"{worker.name} did not start: {detail}"
@@ -400,22 +406,28 @@ class Supervisor:
                    "ERROR", error_class="worker-died", error=describe_exit(code))
         click.echo(f"wsgate edge: {dead.name} died ({describe_exit(code)}); restarting",
                    err=True)
-        await asyncio.sleep(delay)
-        if self.stopping or self.current.get(dead.slot) is not dead:
-            return  # stopped, or replaced by a reload meanwhile
-        try:
-            replacement = await self._spawn(self.config, dead.slot, self.generation)
-        except OSError as exc:
-            self.event(f"cannot restart edge worker {dead.slot}: {_one_line(exc)}", "ERROR",
-                       error_class="worker-died", error=_one_line(exc))
-            return
+        while True:
+            await asyncio.sleep(delay)
+            if self.stopping or self.current.get(dead.slot) is not dead:
+                return  # stopped, or replaced by a reload meanwhile
+            try:
+                replacement = await self._spawn(self.config, dead.slot, self.generation)
+                break
+            except OSError as exc:  # no process or pipe to be had now: try again later
+                delay = backoff.next_delay(uptime=0.0)
+                self.event(f"cannot restart edge worker {dead.slot}: {_one_line(exc)}; "
+                           f"trying again in {delay:g} s", "ERROR",
+                           error_class="worker-died", error=_one_line(exc))
         if self.current.get(dead.slot) is not dead:  # a reload took the slot meanwhile
             self._discard(replacement)
             return
         self.current[dead.slot] = replacement
         problem = await self._until_ready(replacement)
-        if problem and replacement.process.returncode is None:
-            replacement.process.kill()  # its watch restarts the slot, after a longer delay
+        if problem:
+            # Its watch restarts the slot again, after a longer delay.
+            self.event(problem, "ERROR", error_class="worker-died", error=problem)
+            if replacement.process.returncode is None:
+                replacement.process.kill()
 
 
 async def supervise(config: EdgeConfig, load: Callable[[], EdgeConfig],
