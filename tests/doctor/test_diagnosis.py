@@ -233,3 +233,44 @@ def test_any_findings_give_a_consistent_answer(checks: list[Check]) -> None:
     if any(c.status == "fail" for c in checks):
         assert any(d.severity == "error" for d in diagnoses)
     assert len({d.id for d in diagnoses}) == len(diagnoses)
+
+
+# -- admission control (docs/admission.md) ----------------------------------------------
+
+EDGE = {"x-worker-proxy": "Active"}  # the edge's marker header, as the probes record it
+
+
+@pytest.mark.parametrize(("checks", "limit"), [
+    # The answer's text names the limit (kept in the check's detail).
+    ([check("http", "fail", "HTTP 503 Service Unavailable · admission control: "
+            "max_connections (4000) reached", status=503)], "max_connections"),
+    ([check("http", status=200), check("upgrade", "fail", "HTTP 429 Too Many Requests · "
+            "admission control: max_websockets_per_client (3) reached", status=429)],
+     "max_websockets_per_client"),
+    # Only the status and the edge's marker: what that status can mean.
+    ([check("http", "fail", status=429, proxies=EDGE)], "max_requests_per_second_per_client"),
+    ([check("http", status=200, proxies=EDGE), check("upgrade", "fail", status=429,
+                                                     proxies=EDGE)],
+     "max_websockets_per_client or max_requests_per_second_per_client"),
+    ([check("http", status=200, proxies=EDGE), check("upgrade", "fail", status=503,
+                                                     proxies=EDGE)],
+     "max_websockets_per_origin"),
+])
+def test_a_check_refused_by_admission_control_names_the_limit(checks: list[Check],
+                                                              limit: str) -> None:
+    [diagnosis] = diagnose_checks(checks)
+    assert diagnosis.id == "admission-refused"
+    assert limit in diagnosis.summary and limit in diagnosis.fix
+    assert "docs/admission.md" in diagnosis.fix
+
+
+@pytest.mark.parametrize("checks", [
+    # A 503 to everything: the origin is down (or the edge full; without the text the
+    # doctor cannot tell, and an unreachable origin is the common cause).
+    [check("http", "fail", status=503, proxies=EDGE),
+     check("upgrade", "fail", status=503, proxies=EDGE)],
+    # A 503 to the upgrade without the edge's marker: not wsgate's admission control.
+    [check("http", status=200), check("upgrade", "fail", status=503)],
+])
+def test_other_503s_are_not_admission(checks: list[Check]) -> None:
+    assert "admission-refused" not in ids(*checks)

@@ -24,7 +24,8 @@ from wsgate.doctor.diagnosis import CAUSES, UNEXPLAINED
 SAMPLE_VALUES = {"scheme": "http", "proto": "https", "ping": 30, "seconds": "60.0",
                  "status": 502, "host": "app.example.com", "target": "127.0.0.1:8080",
                  "origin": "https://app.example.com", "offered": "streamlit",
-                 "owner": "nginx", "code": 1006, "ip": "198.51.100.77", "count": 11}
+                 "owner": "nginx", "code": 1006, "ip": "198.51.100.77", "count": 11,
+                 "limit": "max_websockets_per_client"}
 BACKTICKED = re.compile(r"`([^`]*\bwsgate [a-z][^`]*)`")
 SHELL_LINE = re.compile(r"^\s*(?:\$ )?((?:[A-Z_]+=\S+ )*wsgate [a-z].*)$", re.MULTILINE)
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_]+=")

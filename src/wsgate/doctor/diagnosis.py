@@ -32,10 +32,13 @@ from wsgate.doctor.model import (
     Where,
 )
 from wsgate.i18n import N_, _
+from wsgate.policy.admission import limit_in_text
 
 EDGE_UNREACHABLE_STATUSES = frozenset({502, 503, 521, 522, 523, 530})
 EDGE_TIMEOUT_STATUSES = frozenset({504, 524})
 REFUSED_STATUSES = frozenset({401, 403})
+ADMISSION_STATUSES = frozenset({429, 503})
+PLAIN_CHECKS: tuple[CheckId, ...] = ("http", "health", "host-config")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,38 @@ def _tls(f: Findings) -> Match | None:
     return None
 
 
+def _admission_limit(f: Findings, check_id: CheckId, status: int) -> str | None:
+    """The `[admission]` limit of a wsgate edge behind a 429/503: the one the answer
+    names when the check kept its text; else what the status allows when the edge
+    (its marker header) answered: to a plain GET a 429 can only be the request rate; to
+    an upgrade, the per-client WebSocket limit or the rate; a 503 to an upgrade while
+    plain requests reach the origin, the origin's session limit."""
+    named = limit_in_text(f.detail(check_id))
+    if named is not None:
+        return named
+    facts = f.get(check_id, HttpFacts) or f.get(check_id, UpgradeFacts)
+    if facts is None or "x-worker-proxy" not in facts.proxies:
+        return None
+    plain = check_id in PLAIN_CHECKS
+    if status == 429:
+        return ("max_requests_per_second_per_client" if plain else
+                "max_websockets_per_client or max_requests_per_second_per_client")
+    if not plain and 200 <= (f.http_status("http") or 0) < 400:
+        return "max_websockets_per_origin"
+    return None
+
+
+def _admission_refused(f: Findings) -> Match | None:
+    for check_id in (*PLAIN_CHECKS, "upgrade", "upgrade-origin"):
+        status = f.http_status(check_id)
+        if status in ADMISSION_STATUSES and (limit := _admission_limit(f, check_id, status)):
+            return Match(f"{check_id}: {f.detail(check_id)}", {"status": status, "limit": limit})
+    return None
+
+
 def _edge_origin_unreachable(f: Findings) -> Match | None:
     match = _status_evidence(f, ("http", "health", "upgrade"), EDGE_UNREACHABLE_STATUSES)
-    if match is None:
+    if match is None or _admission_refused(f) is not None:
         return None
     origin = f.get("origin-http-no-secret", ErrorFacts)
     if origin is not None:
@@ -139,7 +171,8 @@ def _upgrade_not_forwarded(f: Findings) -> Match | None:
     upgrade = f.get("upgrade", UpgradeFacts)
     if upgrade is None or upgrade.status == 101:
         return None
-    if upgrade.status in EDGE_UNREACHABLE_STATUSES | EDGE_TIMEOUT_STATUSES | REFUSED_STATUSES:
+    if upgrade.status in EDGE_UNREACHABLE_STATUSES | EDGE_TIMEOUT_STATUSES | REFUSED_STATUSES \
+            or _admission_refused(f) is not None:
         return None  # explained by the rows above
     return Match(f"upgrade: {f.detail('upgrade')}", {"status": upgrade.status})
 
@@ -304,6 +337,18 @@ CAUSES: tuple[Cause, ...] = (
              "for a private CA install it on clients and give it to the doctor "
              "(`wsgate doctor URL --ca-file CA.pem`)."),
           _tls),
+    # Not in the message catalog yet, so English in every language: adding it needs
+    # `pybabel extract`, a Japanese translation and a reinstall (tests/i18n).
+    Cause("admission-refused", "error", "edge",
+          "The edge's admission control refused the doctor ({status}, {limit}): a client "
+          "over its share, or an origin or an edge that is full.",
+          "Run the doctor again after the answer's Retry-After (it opens several "
+          "connections at once, which a tight limit refuses). If visitors are refused too, "
+          "raise {limit} in the edge's [admission] table (docs/admission.md): everyone "
+          "behind one NAT address is one client, and behind a CDN `client_ip_header` must "
+          "name the CDN's client IP header. `wsgate logs edge.log --status {status}` lists "
+          "who was refused.",
+          _admission_refused),
     Cause("edge-origin-unreachable", "error", "edge-origin",
           N_("The edge answered {status}: it could not reach the origin."),
           N_("Start the origin or fix the edge's origin address/port; the edge's error log "
