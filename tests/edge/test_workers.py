@@ -261,3 +261,29 @@ def test_worker_metrics_sum_live_and_retired_workers() -> None:
     assert samples[("wsgate_edge_websockets_open", ())] == 3
     assert samples[("wsgate_edge_worker_requests_total", (("worker", "0"),))] == 12
     assert samples[("wsgate_edge_worker_requests_total", (("worker", "1"),))] == 3
+
+
+@pytest.mark.slow
+def test_a_slot_whose_replacements_cannot_start_keeps_retrying_and_recovers(
+        origins: RecordingOrigin) -> None:
+    with started(edge_process(origins.url, extra=["--workers", "2"])) as edge:
+        assert wait_until(lambda: serving(edge), 30), edge.output()
+        victim = min(child_pids(edge.pid))
+        # Replacements will fail to open the log file (a directory now stands at its
+        # path); the supervisor keeps writing to the moved file it has open.
+        moved = edge.log_file.with_suffix(".moved")
+        edge.log_file.rename(moved)
+        edge.log_file.mkdir()
+        os.kill(victim, signal.SIGKILL)
+
+        def failed_starts() -> int:
+            return sum("did not start: log_file: cannot open" in line
+                       for line in moved.read_text().splitlines())
+
+        assert wait_until(lambda: failed_starts() >= 2, 30), moved.read_text()[-2000:]
+        # Meanwhile the other worker serves every request.
+        answers = asyncio.run(burst(edge.port, 32))
+        assert [o for o in answers if not o.ok] == []
+        edge.log_file.rmdir()
+        assert wait_until(lambda: serving(edge) and len(child_pids(edge.pid)) == 2, 60)
+        assert metric(edge.admin_port, "wsgate_edge_worker_restarts_total") >= 3
