@@ -28,6 +28,7 @@ from tests.edge.worker_support import (
     client_loop,
     get,
     metric,
+    readyz,
 )
 from tests.support import REPO, Edge, edge_process, started, wait_until, wsgate_command
 from tests.support.edge import config_toml
@@ -77,6 +78,8 @@ def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
         assert wait_until(lambda: serving(edge, 2), 30), edge.output()
         first = child_pids(edge.pid)
 
+        readiness: list[int] = []  # /readyz while the reload happens
+
         async def scenario() -> tuple[list[Outcome], list[str], str]:
             url = f"ws://127.0.0.1:{edge.port}/stream"
             sockets = [await connect(url) for _ in range(SOCKETS)]
@@ -85,6 +88,13 @@ def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
             outcomes: list[Outcome] = []
             stop = asyncio.Event()
             load = asyncio.create_task(client_loop(edge.port, outcomes, stop, 4000))
+
+            async def poll_readiness() -> None:
+                while not stop.is_set():
+                    readiness.append(await asyncio.to_thread(readyz, edge.admin_port))
+                    await asyncio.sleep(0.05)
+
+            poll = asyncio.create_task(poll_readiness())
             while len(outcomes) < 20 and not load.done():
                 await asyncio.sleep(0.02)
             secret_file.write_text(NEW_SECRET + "\n")
@@ -99,6 +109,7 @@ def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
                 await asyncio.sleep(0.02)
             stop.set()
             await load
+            await poll
             after = [await echo(ws, f"again {i}") for i, ws in enumerate(sockets)]
             async with connect(url) as fresh:
                 fresh_answer = await echo(fresh, "new")
@@ -108,6 +119,7 @@ def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
 
         outcomes, after, fresh_answer = asyncio.run(scenario())
         assert [o for o in outcomes if not o.ok] == [], "a request failed during the reload"
+        assert readiness and set(readiness) == {200}  # a load balancer never saw it go
         # Each answer is wholly one generation's (marker and origin together).
         seen = {generation_of(o) for o in outcomes}
         assert seen == {("one", '{"origin": "A"}'), ("two", '{"origin": "B"}')}
