@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 
@@ -28,6 +29,7 @@ from wsgate.demo.stack import (
     tail,
     verdict,
 )
+from wsgate.i18n import _
 
 MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "warn": "[yellow]![/]",
          "skip": "[dim]-[/]"}
@@ -70,46 +72,52 @@ def diagnosis_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"      [{colour}]{escape(str(diag.get('id', '?')))}[/]: "
                      f"{escape(str(diag.get('summary', '')))}")
         if diag.get("fix"):
-            lines.append(f"        [dim]fix:[/] {escape(str(diag['fix']))}")
+            fix = _("fix: {fix}").format(fix="[/]" + escape(str(diag["fix"])))
+            lines.append(f"        [dim]{fix}")
     return lines
 
 
 def show_edge_report(console: Console, run: DoctorRun) -> None:
     if run.report is None:
-        console.print(f"  [red]✗[/] doctor through the edge: {escape(run.error or '')}")
+        failed = _("doctor through the edge: {result}").format(result=escape(run.error or ""))
+        console.print(f"  [red]✗[/] {failed}")
         return
-    mark, word = ("[green]✓[/]", "ok") if run.ok else ("[red]✗[/]", "NOT ok")
-    console.print(f"  {mark} doctor through the edge: [bold]{word}[/] "
-                  f"[dim]({run.elapsed_s:.1f} s)[/]")
+    mark, word = ("[green]✓[/]", _("ok")) if run.ok else ("[red]✗[/]", _("NOT ok"))
+    result = _("doctor through the edge: {result}").format(result=f"[bold]{word}[/]")
+    console.print(f"  {mark} {result} [dim]({run.elapsed_s:.1f} s)[/]")
     for line in check_lines(run.report) + diagnosis_lines(run.report):
         console.print(line, highlight=False)
 
 
 def show_origin_report(console: Console, refusal: Refusal, run: DoctorRun) -> None:
     if refusal.refused:
-        console.print("  [green]✓[/] origin without the secret: refused "
-                      "(page 403, WebSocket upgrade 403)")
+        console.print("  [green]✓[/] " + _("origin without the secret: refused (page 403, "
+                                            "WebSocket upgrade 403)"))
     elif refusal.error:
-        console.print(f"  [red]✗[/] origin probe failed: {escape(refusal.error)}")
+        console.print("  [red]✗[/] " + _("origin probe failed: {error}").format(
+            error=escape(refusal.error)))
     else:
-        console.print(f"  [red]✗[/] origin without the secret answered page "
-                      f"{refusal.http_status}, upgrade {refusal.upgrade_status} (expected 403)")
+        console.print("  [red]✗[/] " + _("origin without the secret answered page {page}, "
+                                          "upgrade {upgrade} (expected 403)").format(
+            page=refusal.http_status, upgrade=refusal.upgrade_status))
     if run.report is None:
-        console.print(f"      [dim]doctor on the origin: {escape(run.error or '')}[/]")
+        console.print("      [dim]" + _("doctor on the origin: {error}").format(
+            error=escape(run.error or "")) + "[/]")
         return
     ids = run.diagnosis_ids()
     # Pointed at the origin without the secret, the doctor sees the guard's 403 where
     # it expects an app, and names it secret-rejected: here that is the goal.
-    verdict = ("refused, as it should be" if ids == ["secret-rejected"]
-               else "diagnoses " + (", ".join(ids) or "none"))
-    console.print(f"      [dim]wsgate doctor on the origin directly, without the secret: "
-                  f"{escape(verdict)}[/]")
+    verdict = (_("refused, as it should be") if ids == ["secret-rejected"]
+               else _("diagnoses {ids}").format(ids=", ".join(ids) or _("none")))
+    console.print("      [dim]" + _("wsgate doctor on the origin directly, without the secret: "
+                                    "{verdict}").format(verdict=escape(verdict)) + "[/]")
 
 
 def show_output(console: Console, name: str, text: str) -> None:
     """A child's last lines, where the real cause of a failure is."""
     if text:
-        console.print(f"[dim]last lines of the {escape(name)} output:[/]", highlight=False)
+        console.print("[dim]" + _("last lines of the {name} output:").format(
+            name=escape(_(name))) + "[/]", highlight=False)
         console.print(escape(text), highlight=False)
 
 
@@ -119,7 +127,8 @@ def wait_forever(console: Console, stack: DemoStack) -> int:
         dead = stack.first_dead()
         if dead is not None:
             code = dead.process.returncode if dead.process else None
-            console.print(f"[red]✗ {escape(dead.name)} exited on its own (status {code})[/]")
+            console.print("[red]✗ " + _("{name} exited on its own (status {code})").format(
+                name=escape(_(dead.name)), code=code) + "[/]")
             show_output(console, dead.name, tail(dead.output))
             return 1
         time.sleep(0.5)
@@ -176,14 +185,15 @@ def demo(check: bool, app_path: Path | None, port: int, origin_port: int,
          startup_timeout: float, log_dir: Path | None) -> None:
     console = Console(highlight=False, soft_wrap=True)
     if port and port == origin_port:
-        raise click.BadParameter("the edge and the origin need different ports",
+        raise click.BadParameter(_("the edge and the origin need different ports"),
                                  param_hint="--port/--origin-port")
     temporary = log_dir is None
     try:
         logs = Path(tempfile.mkdtemp(prefix="wsgate-demo-")) if log_dir is None else log_dir
         logs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise click.BadParameter(f"cannot create {exc.filename}: {exc.strerror}",
+        raise click.BadParameter(_("cannot create {path}: {error}").format(
+            path=exc.filename, error=exc.strerror),
                                  param_hint="--log-dir") from exc
     plan = DemoPlan(app=(app_path or bundled_app()).resolve(),
                     origin_port=origin_port or free_port(), edge_port=port or free_port(),
@@ -209,9 +219,10 @@ def _keep_or_remove_logs(console: Console, plan: DemoPlan, *, temporary: bool,
         shutil.rmtree(plan.log_dir, ignore_errors=True)
         return
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-        console.print(f"Logs kept in [bold]{escape(str(plan.log_dir))}[/]: "
-                      f"wsgate logs --join {escape(str(plan.edge_log))} "
-                      f"{escape(str(plan.origin_log))}", highlight=False)
+        command = f"wsgate logs --join {plan.edge_log} {plan.origin_log}"
+        console.print(_("Logs kept in {path}: {command}").format(
+            path=f"[bold]{escape(str(plan.log_dir))}[/]", command=escape(command)),
+            highlight=False)
 
 
 def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) -> int:
@@ -219,19 +230,17 @@ def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) 
     deadline = started + startup_timeout
     stack = DemoStack(plan)
     try:
-        console.print("[bold]wsgate demo[/] [dim]— a guarded Streamlit app behind the "
-                      "wsgate edge, on loopback[/]")
-        console.print("  [green]✓[/] fresh secret generated [dim](kept in memory, passed "
-                      "to both processes as $WSGATE_SECRET)[/]")
-        with console.status("  starting the origin (wsgate run + Streamlit)…"):
+        console.print("[bold]wsgate demo[/] [dim]— " + _(
+            "a guarded Streamlit app behind the wsgate edge, on loopback") + "[/]")
+        console.print("  [green]✓[/] " + _("fresh secret generated") + " [dim]" + _(
+            "(kept in memory, passed to both processes as $WSGATE_SECRET)") + "[/]")
+        with console.status("  " + _("starting the origin (wsgate run + Streamlit)…")):
             took = stack.start_origin(deadline)
-        console.print(f"  [green]✓[/] origin  [dim]wsgate run[/]   {plan.origin_url}  "
-                      f"[dim]ready in {took:.1f} s[/]")
-        with console.status("  starting the edge (wsgate edge)…"):
+        console.print(_ready_line(_("origin"), "wsgate run", plan.origin_url, took))
+        with console.status("  " + _("starting the edge (wsgate edge)…")):
             took = stack.start_edge(deadline)
-        console.print(f"  [green]✓[/] edge    [dim]wsgate edge[/]  {plan.public_url}  "
-                      f"[dim]ready in {took:.1f} s[/]")
-        with console.status("  running the doctor through the edge and on the origin…"), \
+        console.print(_ready_line(_("edge"), "wsgate edge", plan.public_url, took))
+        with console.status("  " + _("running the doctor through the edge and on the origin…")), \
                 ThreadPoolExecutor(max_workers=3) as pool:
             edge_future = pool.submit(stack.doctor_through_edge)
             origin_future = pool.submit(stack.doctor_on_origin)
@@ -241,7 +250,8 @@ def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) 
         show_edge_report(console, edge_run)
         show_origin_report(console, refusal, origin_run)
         problems = verdict(edge_run, refusal, origin_run)
-        console.print(f"[dim]Started and checked in {time.monotonic() - started:.1f} s.[/]")
+        console.print("[dim]" + _("Started and checked in {seconds:.1f} s.").format(
+            seconds=time.monotonic() - started) + "[/]")
         if check:
             return _check_result(console, stack, problems)
         _show_urls(console, plan, problems)
@@ -260,24 +270,24 @@ def _run(console: Console, plan: DemoPlan, check: bool, startup_timeout: float) 
             if stack.children and not check:
                 # After SIGHUP the terminal may be gone: printing must not skip the stop.
                 with contextlib.suppress(OSError):
-                    console.print("\nstopping the edge and the origin…")
+                    console.print("\n" + _("stopping the edge and the origin…"))
             stack.stop()
         finally:
             signal.signal(signal.SIGINT, previous)
     with contextlib.suppress(OSError):
         if check:
-            console.print("[red]interrupted: the check did not finish.[/]")
+            console.print("[red]" + _("interrupted: the check did not finish.") + "[/]")
         else:
-            console.print("stopped." if code == 0 else "stopped after an error.")
+            console.print(_("stopped.") if code == 0 else _("stopped after an error."))
     return code
 
 
 def _check_result(console: Console, stack: DemoStack, problems: list[str]) -> int:
     if not problems:
-        console.print("[green bold]demo check passed[/]: the doctor reports ok through the "
-                      "edge and the origin refuses direct access.")
+        console.print("[green bold]" + _("demo check passed") + "[/]: " + _(
+            "the doctor reports ok through the edge and the origin refuses direct access."))
         return 0
-    console.print("[red bold]demo check FAILED[/]:")
+    console.print("[red bold]" + _("demo check FAILED") + "[/]:")
     for problem in problems:
         console.print(f"  - {escape(problem)}")
     for child in stack.children:
@@ -289,8 +299,19 @@ def _show_urls(console: Console, plan: DemoPlan, problems: list[str]) -> None:
     for problem in problems:
         console.print(f"[yellow]! {escape(problem)}[/]")
     console.print()
-    console.print(f"  Open    [bold cyan]{plan.public_url}[/]   the app, through the edge")
-    console.print(f"  Direct  {plan.origin_url}   the origin itself: 403 without the secret")
-    console.print(f"  Logs    [dim]wsgate logs --join {plan.edge_log} {plan.origin_log}[/]")
+    rows = [(_("Open"), f"[bold cyan]{plan.public_url}[/]   " + _("the app, through the edge")),
+            (_("Direct"), f"{plan.origin_url}   " + _("the origin itself: 403 without the secret")),
+            (_("Logs"), f"[dim]wsgate logs --join {plan.edge_log} {plan.origin_log}[/]")]
+    width = max(cell_len(label) for label, _text in rows)
+    for label, text in rows:
+        console.print(f"  {label}{' ' * (width - cell_len(label))}  {text}")
     console.print()
-    console.print("Press Ctrl-C to stop.")
+    console.print(_("Press Ctrl-C to stop."))
+
+
+def _ready_line(label: str, command: str, url: str, took: float) -> str:
+    # Padded by terminal cells (a Japanese character is two wide) so the columns align.
+    width = max(cell_len(_("origin")), cell_len(_("edge"))) + 2
+    label = label + " " * (width - cell_len(label))
+    ready = _("ready in {seconds:.1f} s").format(seconds=took)
+    return f"  [green]✓[/] {label}[dim]{command:<13}[/]{url}  [dim]{ready}[/]"

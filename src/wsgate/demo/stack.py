@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from wsgate.i18n import N_, _
+
 LOOPBACK: Final = "127.0.0.1"
 SECRET_ENV: Final = "WSGATE_SECRET"  # noqa: S105 (a variable name, not a secret)
 HEALTH_PATH: Final = "/_stcore/health"
@@ -154,18 +156,20 @@ def verdict(edge: DoctorRun, refusal: Refusal, origin: DoctorRun | None = None) 
     """Why the demo is not healthy, one line per reason; empty means healthy."""
     problems: list[str] = []
     if edge.report is None:
-        problems.append(f"doctor through the edge did not report: {edge.error or 'no output'}")
+        problems.append(_("doctor through the edge did not report: {error}").format(
+            error=edge.error or _("no output")))
     elif not edge.ok:
-        ids = ", ".join(edge.diagnosis_ids()) or "no diagnosis given"
-        problems.append(f"doctor through the edge reports a fault: {ids}")
+        ids = ", ".join(edge.diagnosis_ids()) or _("no diagnosis given")
+        problems.append(_("doctor through the edge reports a fault: {ids}").format(ids=ids))
     if refusal.error is not None:
-        problems.append(f"origin probe failed: {refusal.error}")
+        problems.append(_("origin probe failed: {error}").format(error=refusal.error))
     elif not refusal.refused:
-        problems.append(
-            "origin did not refuse a client without the secret "
-            f"(HTTP {refusal.http_status}, upgrade {refusal.upgrade_status}; expected 403, 403)")
+        problems.append(_(
+            "origin did not refuse a client without the secret (HTTP {page}, upgrade "
+            "{upgrade}; expected 403, 403)").format(page=refusal.http_status,
+                                                    upgrade=refusal.upgrade_status))
     if origin is not None and "origin-bypass" in origin.diagnosis_ids():
-        problems.append("doctor on the origin directly reports origin-bypass")
+        problems.append(_("doctor on the origin directly reports origin-bypass"))
     return problems
 
 
@@ -178,8 +182,9 @@ def parse_doctor_output(url: str, exit_code: int, stdout: str, stderr: str,
     except json.JSONDecodeError:
         report = None
     if not isinstance(report, dict):
-        last = (stderr.strip() or text or "no output").splitlines()[-1]
-        return DoctorRun(url, exit_code, None, f"exit {exit_code}: {last}", elapsed_s)
+        last = (stderr.strip() or text or _("no output")).splitlines()[-1]
+        return DoctorRun(url, exit_code, None,
+                         _("exit {code}: {line}").format(code=exit_code, line=last), elapsed_s)
     return DoctorRun(url, exit_code, report, None, elapsed_s)
 
 
@@ -279,25 +284,28 @@ def wait_until_healthy(child: Child, host: str, port: int, deadline: float) -> f
     counts only once the child is alive *and* has reported binding that very port
     (the bind would have failed had the port been taken).
     """
-    last_error = "no answer yet"
+    last_error = _("no answer yet")
     while time.monotonic() < deadline:
         if not child.alive():
             code = child.process.returncode if child.process else None
-            raise StartupError(f"{child.name} exited with status {code} before it was ready",
+            raise StartupError(_("{name} exited with status {code} before it was ready").format(
+                name=_(child.name), code=code),
                                child.name, tail(child.output))
         bound = (host, port) in reported_listening(read_text(child.output))
         if not bound:
-            last_error = f"it has not reported listening on {host}:{port}"
+            last_error = _("it has not reported listening on {host}:{port}").format(
+                host=host, port=port)
         else:
             try:
                 status = http_status(host, port, HEALTH_PATH, timeout=2.0)
                 if status == 200:
                     return time.monotonic() - child.started_at
-                last_error = f"{HEALTH_PATH} answered {status}"
+                last_error = _("{path} answered {status}").format(path=HEALTH_PATH, status=status)
             except OSError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
-    raise StartupError(f"{child.name} was not ready in time ({last_error})",
+    raise StartupError(_("{name} was not ready in time ({why})").format(
+        name=_(child.name), why=last_error),
                        child.name, tail(child.output))
 
 
@@ -323,7 +331,8 @@ def run_doctor(command: Sequence[str], url: str, env: Mapping[str, str],
         done = subprocess.run(list(command), env=dict(env), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return DoctorRun(url, None, None, f"no answer in {timeout:.0f} s", timeout)
+        return DoctorRun(url, None, None,
+                         _("no answer in {seconds:.0f} s").format(seconds=timeout), timeout)
     return parse_doctor_output(url, done.returncode, done.stdout, done.stderr,
                                time.monotonic() - started)
 
@@ -344,13 +353,13 @@ class DemoStack:
         return env
 
     def start_origin(self, deadline: float) -> float:
-        child = Child("origin (wsgate run)", self.plan.origin_command(),
+        child = Child(N_("origin (wsgate run)"), self.plan.origin_command(),
                       self.plan.log_dir / "origin.out", self.child_env()).start()
         self.children.append(child)
         return wait_until_healthy(child, self.plan.host, self.plan.origin_port, deadline)
 
     def start_edge(self, deadline: float) -> float:
-        child = Child("edge (wsgate edge)", self.plan.edge_command(),
+        child = Child(N_("edge (wsgate edge)"), self.plan.edge_command(),
                       self.plan.log_dir / "edge.out", self.child_env()).start()
         self.children.append(child)
         return wait_until_healthy(child, self.plan.host, self.plan.edge_port, deadline)
