@@ -320,3 +320,13 @@ def test_pending_summaries_are_written_by_flush() -> None:
     [event] = [json.loads(line) for line in lines]
     assert (event["refusedCount"], event["isWebSocket"], event["httpRequest"]["status"]) == (
         3, True, 429)
+
+
+def test_every_admission_key_is_documented() -> None:
+    import dataclasses
+
+    repo = Path(__file__).resolve().parents[2]
+    for doc in ("docs/admission.md", "docs/edge.md", "README.md"):
+        text = (repo / doc).read_text()
+        for f in dataclasses.fields(AdmissionLimits):
+            assert f"`{f.name}`" in text, (doc, f.name)
