@@ -69,8 +69,9 @@ def test_trusted_client_ip_header() -> None:
     assert values(out, b"x-real-ip") == [b"203.0.113.7"]
     assert values(out, b"cf-connecting-ip") == [b"203.0.113.7"]
     assert values(out, b"x-forwarded-host") == [b"app.example.com"]
-    # Invalid, repeated or missing → the TCP peer.
+    # Invalid, scoped, repeated or missing → the TCP peer.
     for bad in ([(b"cf-connecting-ip", b"not-an-ip")],
+                [(b"cf-connecting-ip", b"fe80::1%" + b"x" * 200)],
                 [(b"cf-connecting-ip", b"1.2.3.4"), (b"cf-connecting-ip", b"5.6.7.8")], []):
         assert values(build(REQ_CF, bad), b"x-forwarded-for") == [b"10.0.0.1"]
 

@@ -124,7 +124,9 @@ def client_ip(headers: Sequence[tuple[bytes, bytes]], trusted_header: bytes, pee
     """The client address: the trusted header's single valid IP, else the TCP peer."""
     if trusted_header:
         found = [v for n, v in headers if n == trusted_header]
-        if len(found) == 1:
+        # A CDN never sends a scoped IPv6 address (fe80::1%eth0); the zone would be
+        # free text of any length in logs and admission keys.
+        if len(found) == 1 and b"%" not in found[0]:
             try:
                 return str(ipaddress.ip_address(found[0].strip().decode("ascii")))
             except (ValueError, UnicodeDecodeError):
