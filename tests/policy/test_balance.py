@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -308,3 +309,60 @@ def test_weighted_turns_are_exact_over_a_full_cycle(weights: list[int], cycles: 
                                 for _ in range(sum(weights) * cycles))
     assert picks == {i: w * cycles for i, w in enumerate(weights)}
     assert current == [0] * len(weights)
+
+
+# --- the configuration of several origins ---
+
+def load(toml: str, environ: dict[str, str] | None = None) -> object:
+    import tempfile
+
+    from wsgate.config import load_config
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
+        fh.write(toml)
+    return load_config(fh.name, environ={"WSGATE_SECRET": SECRET, **(environ or {})})
+
+
+ROUTES = '[[routes]]\npattern = "*/*"\norigins = ["http://a:1", {url = "http://b:2", weight = 3}]\n'
+
+
+def test_config_reads_origins_weights_health_and_draining() -> None:
+    from wsgate.config import EdgeConfig
+
+    config = load('draining_origins = ["http://b:2/"]\n' + ROUTES + "[health]\ninterval = 1.5\n",
+                  {"WSGATE_EDGE_HEALTH_TIMEOUT": "0.5"})
+    assert isinstance(config, EdgeConfig)
+    (route,) = config.routes
+    assert [o.url for o in route.origins] == ["http://a:1", "http://b:2"]
+    assert route.origin == route.origins[0] and route.weights == (1, 3)
+    assert (config.health.interval, config.health.timeout) == (1.5, 0.5)
+    assert config.health.path == "/_stcore/health"
+    one = load('[[routes]]\npattern = "*/*"\norigin = "http://a:1"\n')
+    assert isinstance(one, EdgeConfig)
+    assert one.routes[0].origins == (one.routes[0].origin,) and one.routes[0].weights == (1,)
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[[routes]]\npattern = "*/*"\norigin = "http://a:1"\norigins = ["http://b:1"]\n',
+     "routes[0]: give either origin"),
+    ('[[routes]]\npattern = "*/*"\norigins = []\n', "routes[0].origins: expected a non-empty"),
+    ('[[routes]]\npattern = "*/*"\norigins = ["http://a:1", "http://A:1/"]\n',
+     "routes[0].origins[1]: http://a:1 is listed twice"),
+    ('[[routes]]\npattern = "*/*"\norigins = [{url = "http://a:1", weight = 0}]\n',
+     "routes[0].origins[0].weight: expected an integer from 1 to 1000"),
+    ('[[routes]]\npattern = "*/*"\norigins = [{url = "http://a:1", wieght = 2}]\n',
+     "wieght: unknown key in [routes[0].origins[0]]"),
+    ('[[routes]]\npattern = "*/*"\norigins = ["ftp://a:1"]\n',
+     "routes[0].origins[0]: 'ftp://a:1' must start with http"),
+    ('draining_origins = ["http://c:3"]\n' + ROUTES, "draining_origins[0]: 'http://c:3' is not"),
+    (ROUTES + "[health]\ntimeout = 9.0\n", "health.timeout: must be greater than 0 and at most"),
+    (ROUTES + '[health]\npath = "_stcore/health"\n', "health.path: '_stcore/health' must be"),
+    (ROUTES + "[health]\nhealthy_threshold = 0\n", "health.healthy_threshold: must be at least 1"),
+    ('affinity_cookie = "a b"\n' + ROUTES, "affinity_cookie: 'a b' is not a valid header name"),
+])
+def test_config_errors_name_the_key(toml: str, message: str) -> None:
+    from wsgate.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load(toml)
+    assert str(caught.value).startswith(message), str(caught.value)
