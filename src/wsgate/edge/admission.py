@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
-from wsgate.config import AdmissionLimits
+from wsgate.config import AdmissionLimits, Origin
 from wsgate.edge.metrics import EdgeMetrics
 from wsgate.guard.policy import RefusalLimiter, Summary
 from wsgate.logs.events import LOGGER_NAME, HttpRequest, build_event, emit
@@ -89,6 +89,12 @@ class Admission:
 
     def close_websocket(self, client_ip: str, origin_url: str) -> None:
         self.state.close_websocket(client_ip, origin_url)
+
+    def full_origins(self, origins: Iterable[Origin]) -> frozenset[Origin]:
+        """The origins at max_websockets_per_origin: the balancer steers new sessions
+        to the others."""
+        has_room = self.state.origin_has_room
+        return frozenset(o for o in origins if not has_room(o.url))
 
     # refusal log events
     def log_alone(self, client_ip: str, refusal: Refusal, now: float, websocket: bool) -> bool:

@@ -15,7 +15,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -72,10 +72,11 @@ class Balancer:
     # --- the driver's hooks ---
 
     def choose(self, route: Route, cookie_header: bytes | None,
-               exclude: Origin | None = None) -> Choice | None:
+               exclude: Origin | None = None,
+               full: Collection[Origin] = ()) -> Choice | None:
         if exclude is not None and exclude in self.balance.states:
             self.balance.states[exclude].retries += 1
-        return self.balance.choose(route, cookie_header, exclude)
+        return self.balance.choose(route, cookie_header, exclude, full)
 
     def connect_failed(self, origin: Origin) -> None:
         self._signal(origin, False, active=False)

@@ -129,24 +129,21 @@ class ClientConnection(StreamProtocol):
             return False
         ex.route, ex.websocket = plan.route, plan.websocket
         admission = self.server.admission
-        if not admission.enabled:
-            return await self.proxy(req, ex, plan)
-        origin_url = plan.route.origin.url
-        refusal = (admission.open_websocket(ex.client_ip, origin_url, ex.t0) if plan.websocket
-                   else admission.check_request(ex.client_ip, ex.t0))
-        if refusal is not None:
-            return self.refuse_admission(ex, refusal)
+        if admission.enabled and not plan.websocket:  # an upgrade is admitted at its origin
+            refusal = admission.check_request(ex.client_ip, ex.t0)
+            if refusal is not None:
+                return self.refuse_admission(ex, refusal)
         try:
             return await self.proxy(req, ex, plan)
         finally:
-            if plan.websocket and not self.handed_off:  # no tunnel: the place is free again
-                admission.close_websocket(ex.client_ip, origin_url)
+            if ex.admitted is not None and not self.handed_off:
+                self.release_session(ex)  # no tunnel: the place is free again
 
     async def read_head(self) -> RequestHead:
         """The next request head (phase 1), within `request_header` seconds of its first
         byte. Bytes after it stay queued: its body, or the next pipelined request."""
         server = self.server
-        limit = server.config.limits.max_header_bytes
+        limit = server.rules.max_header_bytes  # one limit, also what check_request relies on
         deadline = self.loop.time() + server.config.timeouts.request_header
         buf = b""
         while True:
@@ -242,20 +239,44 @@ class ClientConnection(StreamProtocol):
         """The origin for this exchange. Several: the balancer's choice (the affinity
         cookie's origin while it is up, else a fresh one with a new cookie). False: no
         origin (a first choice is then answered 502 "no healthy origin")."""
-        route = plan.route
-        if len(route.origins) == 1:
-            ex.origin = route.origin
-            return True
-        cookies = [v for n, v in req.headers if n == b"cookie"]
-        choice = self.server.balancer.choose(route, b"; ".join(cookies) if cookies else None,
-                                             exclude)
-        if choice is None:
-            if exclude is None:
-                self.refuse(ex, ProxyError(502, "no-healthy-origin", "no healthy origin"))
+        route, admission = plan.route, self.server.admission
+        origin, set_cookie = route.origin, None
+        if len(route.origins) > 1:
+            cookies = [v for n, v in req.headers if n == b"cookie"]
+            full = (admission.full_origins(route.origins)
+                    if plan.websocket and admission.enabled else ())
+            choice = self.server.balancer.choose(
+                route, b"; ".join(cookies) if cookies else None, exclude, full)
+            if choice is None:
+                if exclude is None:
+                    self.refuse(ex, ProxyError(502, "no-healthy-origin", "no healthy origin"))
+                return False
+            origin, set_cookie = choice.origin, choice.set_cookie
+            xc.retarget(plan, self.server.rules, origin)
+        if plan.websocket and admission.enabled and not self.admit_session(ex, origin,
+                                                                           exclude is None):
             return False
-        xc.retarget(plan, self.server.rules, choice.origin)
-        ex.origin, ex.set_cookie = choice.origin, choice.set_cookie
+        ex.origin, ex.set_cookie = origin, set_cookie
         return True
+
+    def admit_session(self, ex: Exchange, origin: Origin, answer: bool) -> bool:
+        """An upgrade holds a place for its client and at its origin until its tunnel
+        ends; on a retry elsewhere the place moves with it. A refusal is answered only
+        on the first choice (`answer`): on a retry the connect error is the answer."""
+        if ex.admitted is not None:
+            self.release_session(ex)
+        refusal = self.server.admission.open_websocket(ex.client_ip, origin.url, ex.t0)
+        if refusal is not None:
+            if answer:
+                self.refuse_admission(ex, refusal)
+            return False
+        ex.admitted = origin
+        return True
+
+    def release_session(self, ex: Exchange) -> None:
+        assert ex.admitted is not None
+        self.server.admission.close_websocket(ex.client_ip, ex.admitted.url)
+        ex.admitted = None
 
     def failed(self, ex: Exchange, err: ProxyError) -> bool:
         if err.status < 500 or ex.status == 0:  # nothing of the answer was sent yet

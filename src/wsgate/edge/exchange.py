@@ -185,7 +185,7 @@ class Exchange:
     """One request as the log sees it. `finish` is its only way out: the driver calls
     it on every path, and a second call is a bug the assertion shows at once."""
 
-    __slots__ = ("client_ip", "error", "error_class", "finished", "from_client", "host",
+    __slots__ = ("admitted", "client_ip", "error", "error_class", "finished", "from_client", "host",
                  "method", "origin", "req_id", "route", "scheme", "set_cookie", "status", "t0",
                  "target", "to_client", "user_agent", "websocket")
 
@@ -199,6 +199,8 @@ class Exchange:
         self.user_agent = b""
         self.route: Route | None = None
         self.origin: Origin | None = None  # the origin that served it (several: the choice)
+        # An upgrade admitted by admission control: the origin whose place it holds.
+        self.admitted: Origin | None = None
         self.set_cookie: bytes | None = None  # the balancer's affinity cookie, if new
         self.req_id = b""
         self.status = 0

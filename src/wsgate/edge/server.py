@@ -164,8 +164,9 @@ class EdgeServer:
         self.tunnels.discard(tunnel)
         if ex.origin is not None:
             self.balancer.websocket_closed(ex.origin, tunnel)
-        if ex.route is not None:
-            self.admission.close_websocket(ex.client_ip, ex.route.origin.url)
+        if ex.admitted is not None:  # the session's place at its origin is free again
+            self.admission.close_websocket(ex.client_ip, ex.admitted.url)
+            ex.admitted = None
         duration = time.monotonic() - tunnel.started
         error_class = tunnel.error_class
         route = ex.route

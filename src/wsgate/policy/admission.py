@@ -217,6 +217,11 @@ class AdmissionState:
             return self._origin_full
         return None
 
+    def origin_has_room(self, origin_url: str) -> bool:
+        """Whether a new session may still go to this origin (no limit: always)."""
+        limit = self.limits.max_websockets_per_origin
+        return not limit or self.origin_websockets.held(origin_url) < limit
+
     def close_websocket(self, client_ip: str, origin_url: str) -> None:
         """Once for each upgrade `open_websocket` admitted (session ended or upgrade failed)."""
         if self.limits.max_websockets_per_client:

@@ -20,7 +20,7 @@ import base64
 import enum
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -189,24 +189,32 @@ class Balance:
         return None
 
     def choose(self, route: Route, cookie_header: bytes | None,
-               exclude: Origin | None = None) -> Choice | None:
+               exclude: Origin | None = None,
+               full: Collection[Origin] = ()) -> Choice | None:
         """The cookie's origin while it is up; else a fresh choice with a new cookie.
-        A draining origin keeps its sessions but takes no new ones. None: no origin
-        of the route is up (excluding `exclude`)."""
+        A draining origin keeps its sessions but takes no new ones; nor does a `full`
+        one (at its session limit) while another has room. None: no origin of the
+        route is up (excluding `exclude`)."""
         table = self.tables.get(route)
         if table is None:
             return Choice(route.origin)  # one origin: nothing to choose, no cookie
         kept = self.affine(route, cookie_header)
         if kept is not None and kept != exclude and self.states[kept].up:
+            # Its session lives there: moving it would lose it, so a full origin
+            # refuses it (admission, 503) rather than send it elsewhere.
             return Choice(kept)
-        origin = self.fresh(table, exclude)
+        origin = self.fresh(table, exclude, full)
         return None if origin is None else Choice(origin, table.set_cookies[origin])
 
-    def fresh(self, table: _RouteTable, exclude: Origin | None) -> Origin | None:
+    def fresh(self, table: _RouteTable, exclude: Origin | None,
+              full: Collection[Origin] = ()) -> Origin | None:
         up = [i for i, o in enumerate(table.origins)
               if o != exclude and self.states[o].up]
-        # When every live origin drains they still take sessions: better than none.
-        candidates = [i for i in up if not self.states[table.origins[i]].draining] or up
+        # When every live origin drains or is full they still take sessions: better
+        # than none (admission then refuses what is over its limit).
+        candidates = ([i for i in up if table.origins[i] not in full] or up)
+        candidates = [i for i in candidates
+                      if not self.states[table.origins[i]].draining] or candidates
         if not candidates:
             return None
         loads = [(self.states[table.origins[i]].open_websockets, table.weights[i])
