@@ -76,6 +76,18 @@ def translator(language: str | None) -> Callable[[str], str]:
     return _translations().gettext if language is None else load(language).gettext
 
 
+def route_gettext_to_catalog() -> None:
+    """Libraries that translate through the stdlib's global gettext (click: "Usage:",
+    "Options", "[default: …]", usage errors) get this catalog, in the current language.
+
+    For a program's entry point only: it sets the process-wide text domain, and
+    LANGUAGE (which the stdlib reads first, as do the processes this one starts).
+    """
+    gettext.bindtextdomain(DOMAIN, str(LOCALE_DIR))
+    gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = current_language()
+
+
 def current_language() -> str:
     _translations()
     return _active_language

@@ -14,6 +14,8 @@ PROPER_NAMES = ("Cloudflare Worker", "Cloud Run", "Google Cloud", "AWS ALB", "Pl
                 "Switching Protocols", "Bad Gateway", "Gateway Timeout", "Service Unavailable")
 IDS = sorted({*CHECK_ORDER, *(c.id for c in CAUSES), UNEXPLAINED.id}, key=len, reverse=True)
 TECHNICAL = [
+    re.compile(r"\S*python[\d.]* -m wsgate\b"),  # the program name in a usage line
+    re.compile(r"^ *(?:[A-Z_]+=\S+ )?wsgate .*?(?=#|$)", re.M),  # example command lines
     re.compile(r"`[^`]*`"),  # commands, config lines
     re.compile(r"\b[a-z][a-z0-9+.-]*://\S+"),  # URLs
     re.compile(r"\bwsgate [a-z]+\b"),  # the command a report is headed with
@@ -24,6 +26,8 @@ TECHNICAL = [
     re.compile(r"\bHTTP \d{3}(?: [A-Z][A-Za-z]*)*"),  # a status line and its reason
     re.compile(r"\b\d+(?:\.\d+)? ?ms\b"),  # durations
     re.compile(r"\bGET /\S*"),  # a request line
+    re.compile(r"(?<![\w-])--?[a-z][a-z0-9.-]*"),  # options: --secret-env, -h
+    re.compile(r"\b[A-Z][A-Z0-9_]+\b"),  # placeholders and variables: URL, HOST:PORT, NO_COLOR
 ]
 # Two ASCII words in a row: a sentence fragment, which Japanese text must not have.
 ENGLISH_RUN = re.compile(r"\b[A-Za-z]{2,}(?:[ ,;:'\"]+[A-Za-z]{2,})+\b")

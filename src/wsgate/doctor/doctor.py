@@ -68,15 +68,17 @@ def secret_value(options: DoctorOptions) -> str | None:
 
 def _validate(options: DoctorOptions) -> ssl.SSLContext:
     if options.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+        raise UsageError(_("--timeout must be positive"))
     if options.idle_seconds < 0:
-        raise UsageError("--idle-seconds must not be negative")
+        raise UsageError(_("--idle-seconds must not be negative"))
     if options.ca_file is not None and not os.path.isfile(options.ca_file):
-        raise UsageError(f"--ca-file {options.ca_file!r} is not a readable file")
+        raise UsageError(_("--ca-file {path!r} is not a readable file").format(
+            path=options.ca_file))
     try:
         return make_ssl_context(options.ca_file, options.insecure)
     except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load --ca-file: {describe_error(exc)}") from exc
+        raise UsageError(_("cannot load --ca-file: {error}").format(
+            error=describe_error(exc))) from exc
 
 
 class Doctor:

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from wsgate.i18n import _
+
 
 class UsageError(ValueError):
     """Bad input from the user: one line, exit status 2."""
@@ -46,7 +48,8 @@ class Target:
 
 
 def parse_target(url: str, what: str = "URL") -> Target:
-    shape = f"{what} must look like https://host[:port][/path], got {url!r}"
+    shape = _("{what} must look like https://host[:port][/path], got {url!r}").format(
+        what=what, url=url)
     try:
         parts = urlsplit(url.strip())
         hostname = parts.hostname
@@ -59,11 +62,20 @@ def parse_target(url: str, what: str = "URL") -> Target:
     try:
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"{what} has an invalid port: {url!r}") from exc
+        raise UsageError(_invalid_port(what, url)) from exc
     if port == 0:
-        raise UsageError(f"{what} has an invalid port: {url!r}")
+        raise UsageError(_invalid_port(what, url))
     default = 443 if scheme == "https" else 80
     return Target(scheme, hostname, port or default, parts.path.rstrip("/"))
+
+
+def _invalid_port(what: str, url: str) -> str:
+    return _("{what} has an invalid port: {url!r}").format(what=what, url=url)
+
+
+def _not_host_port(what: str, text: str) -> str:
+    return _("{what} must be HOST:PORT with a port 1-65535, got {text!r}").format(
+        what=what, text=text)
 
 
 def parse_host_port(text: str, what: str) -> tuple[str, int]:
@@ -72,9 +84,9 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
         parts = urlsplit("//" + text.strip())
         host, port = parts.hostname, parts.port
     except ValueError as exc:
-        raise UsageError(f"{what} must be HOST:PORT with a port 1-65535, got {text!r}") from exc
+        raise UsageError(_not_host_port(what, text)) from exc
     if not host or not port or parts.path or parts.query or parts.username:
-        raise UsageError(f"{what} must be HOST:PORT with a port 1-65535, got {text!r}")
+        raise UsageError(_not_host_port(what, text))
     return host, port
 
 
