@@ -61,12 +61,13 @@ def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
             button.click()
             expect(counter).to_have_text("2", timeout=30_000)
             first.signal(signal.SIGTERM)  # its WebSocket closes (1001)
-            assert first.process is not None and first.process.wait(30) == 0
+            assert first.process is not None and first.process.wait(30) == 0, first.output()
         with started(edge_on(port, config)) as second:
             # The frontend reconnects to the new edge process, which never saw this
             # browser: only the cookie says where its session lives.
             assert wait_until(lambda: any(s["openWebSockets"] for s in
-                                          origin_states(second).values()), 60)
+                                          origin_states(second).values()), 60), \
+                (origin_states(second), second.events_text()[-2000:])
             expect(counter).to_have_text("2", timeout=30_000)
             button.click()
             expect(counter).to_have_text("3", timeout=30_000)
