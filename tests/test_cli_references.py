@@ -175,13 +175,29 @@ def streamlit_options() -> set[str]:
     return {f"--{key}" for key in config._config_options_template}
 
 
+def _group_option_words(group: click.Group, words: list[str]) -> int:
+    """How many words an option of the group itself takes before the subcommand
+    (`wsgate --lang ja doctor URL`); 0 when words[0] is not one."""
+    name = _option_name(words[0])
+    for param in group.params:
+        if isinstance(param, click.Option) and name in param.opts:
+            return 1 if param.is_flag or "=" in words[0] else 2
+    return 0
+
+
 def problems(reference: str) -> list[str]:
     """What is wrong with one `wsgate …` command (empty: it is valid)."""
     words = tokens_of(reference)
     ctx = click.Context(main)
     command: click.Command = main
     path = "wsgate"
-    while words and isinstance(command, click.Group) and not words[0].startswith("-"):
+    while words and isinstance(command, click.Group):
+        if words[0].startswith("-"):
+            taken = _group_option_words(command, words)
+            if not taken:
+                break
+            words = words[taken:]
+            continue
         name = words[0].strip(PUNCTUATION)
         if name.isupper() or name.startswith("<"):  # `wsgate COMMAND --help`
             return [f"{path} {name}: {_option_name(w)} is not an option of every command"
