@@ -18,6 +18,9 @@ for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ[name] = DEAD_PROXY
 for name in ("NO_PROXY", "no_proxy"):
     os.environ[name] = "localhost,127.0.0.1,::1"
+# Tests read English messages unless they ask for another language (tests/i18n does,
+# per command): a developer's Japanese locale must not change what they see.
+os.environ["WSGATE_LANG"] = "en"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
