@@ -50,6 +50,8 @@ def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
                                              headless=True)
         stack.callback(browser.close)
         page = browser.new_page()
+        console: list[str] = []  # for the failure message: the frontend says why
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         expect = sync_api.expect
         with started(edge_on(port, config)) as first:
             page.goto(public)
@@ -68,6 +70,10 @@ def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
             assert wait_until(lambda: any(s["openWebSockets"] for s in
                                           origin_states(second).values()), 60), \
                 (origin_states(second), second.events_text()[-2000:])
-            expect(counter).to_have_text("2", timeout=30_000)
-            button.click()
-            expect(counter).to_have_text("3", timeout=30_000)
+            try:
+                expect(counter).to_have_text("2", timeout=30_000)  # the session resumed
+                button.click()
+                expect(counter).to_have_text("3", timeout=30_000)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\nconsole: {console[-20:]}\nedge: "
+                                     f"{second.events_text()[-2000:]}") from None
