@@ -30,6 +30,16 @@ def test_doctor_help_is_japanese(way: str) -> None:
                   "このメッセージを表示して終了します。", "[既定値: X-CF-Secret]"):
         assert words in result.stdout
     assert english_prose(result.stdout) == [], result.stdout
+    assert "\b" not in result.stdout  # click's no-rewrap marker, misplaced in a translation
+
+
+def test_demo_help_is_japanese() -> None:
+    result = wsgate("demo", "--help", lang=("--lang", "ja"))
+    assert result.returncode == 0, result.stderr
+    for words in ("使い方:", "例:", "終了ステータス:", "環境変数:", "既定値:", "(同梱のサンプル)"):
+        assert words in result.stdout
+    assert english_prose(result.stdout) == [], result.stdout
+    assert "\b" not in result.stdout  # click's no-rewrap marker, misplaced in a translation
 
 
 def test_the_group_help_is_japanese() -> None:
@@ -38,6 +48,7 @@ def test_the_group_help_is_japanese() -> None:
     assert "コマンド:" in result.stdout
     assert "デプロイ全体を端から端まで診断し、障害を説明します。" in result.stdout
     assert english_prose(result.stdout) == [], result.stdout
+    assert "\b" not in result.stdout  # click's no-rewrap marker, misplaced in a translation
 
 
 def test_english_help_is_caught_as_prose() -> None:

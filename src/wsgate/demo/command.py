@@ -134,7 +134,7 @@ def wait_forever(console: Console, stack: DemoStack) -> int:
         time.sleep(0.5)
 
 
-DEMO_HELP = """Start a guarded sample Streamlit app behind the edge, on loopback.
+DEMO_HELP = _("""Start a guarded sample Streamlit app behind the edge, on loopback.
 
 Starts `wsgate run` (the origin, with a fresh secret) and `wsgate edge` in front of
 it, runs the doctor through the edge and against the origin directly, prints the
@@ -161,26 +161,26 @@ Environment:
   WSGATE_SECRET   set by the demo for its two processes (fresh each time);
                   yours is not read
   STREAMLIT_*     not passed on, so a local Streamlit setup cannot change the demo
-"""
+""")
 
 
 @click.command(help=DEMO_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--check", is_flag=True,
-              help="Non-interactive: exit 0 only if the doctor reports ok through the edge "
-                   "and the origin refuses direct access, else print what failed and exit 1.")
+              help=_("Non-interactive: exit 0 only if the doctor reports ok through the edge "
+                     "and the origin refuses direct access, else print what failed and exit 1."))
 @click.option("--app", "app_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, metavar="PATH", show_default="the bundled sample",
-              help="Streamlit script to serve instead of the bundled sample.")
+              default=None, metavar="PATH", show_default=_("the bundled sample"),
+              help=_("Streamlit script to serve instead of the bundled sample."))
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              metavar="PORT", help="Edge (public) port on 127.0.0.1; 0 picks a free one.")
+              metavar="PORT", help=_("Edge (public) port on 127.0.0.1; 0 picks a free one."))
 @click.option("--origin-port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              metavar="PORT", help="Origin port on 127.0.0.1; 0 picks a free one.")
+              metavar="PORT", help=_("Origin port on 127.0.0.1; 0 picks a free one."))
 @click.option("--startup-timeout", type=click.FloatRange(1, 600), default=90.0,
               show_default=True, metavar="SECONDS",
-              help="Seconds to wait for both processes to be ready.")
+              help=_("Seconds to wait for both processes to be ready."))
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              metavar="PATH", show_default="a new temporary directory",
-              help="Write the edge's and origin's logs here.")
+              metavar="PATH", show_default=_("a new temporary directory"),
+              help=_("Write the edge's and origin's logs here."))
 def demo(check: bool, app_path: Path | None, port: int, origin_port: int,
          startup_timeout: float, log_dir: Path | None) -> None:
     console = Console(highlight=False, soft_wrap=True)
