@@ -55,6 +55,12 @@ def serving(edge: Edge, count: int) -> bool:
         return False
 
 
+def wait_retiring(edge: Edge, workers: set[int]) -> None:
+    """Until each of `workers` has logged that it accepts no more connections."""
+    for pid in workers:
+        edge.wait_event(lambda e, pid=pid: f"(pid {pid}) retiring" in e["message"], 10)
+
+
 def generation_of(outcome: Outcome) -> tuple[str, str]:
     """(marker header value, origin name in the body) of one answer."""
     return outcome.headers.get("x-generation", ""), outcome.body.decode(errors="replace")
@@ -111,6 +117,7 @@ def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
             await load
             await poll
             after = [await echo(ws, f"again {i}") for i, ws in enumerate(sockets)]
+            await asyncio.to_thread(wait_retiring, edge, first)
             async with connect(url) as fresh:
                 fresh_answer = await echo(fresh, "new")
             for ws in sockets:
@@ -124,8 +131,6 @@ def test_reload_switches_origin_marker_and_secret_without_dropping_anything(
         seen = {generation_of(o) for o in outcomes}
         assert seen == {("one", '{"origin": "A"}'), ("two", '{"origin": "B"}')}
         # Once both old workers stopped accepting, every new request is generation 2's.
-        for pid in first:
-            edge.wait_event(lambda e, pid=pid: f"(pid {pid}) retiring" in e["message"], 10)
         later = asyncio.run(burst(edge.port, 20))
         assert {generation_of(o) for o in later} == {("two", '{"origin": "B"}')}
         # The old WebSockets still run on generation 1 (origin A); new ones go to B.
@@ -219,8 +224,7 @@ def test_a_connection_accepted_before_a_reload_still_gets_its_answer(
         write_config(edge, {**settings, "marker_header": "X-Generation: two"}, a.url)
         edge.signal(signal.SIGHUP)
         edge.wait_event(lambda e: e["message"].startswith("reloaded"), 30)
-        for pid in old - {edge.pid}:
-            edge.wait_event(lambda e, pid=pid: f"(pid {pid}) retiring" in e["message"], 10)
+        wait_retiring(edge, old - {edge.pid})
         answers = []
         for sock in silent:
             with sock:

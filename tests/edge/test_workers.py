@@ -25,6 +25,7 @@ from tests.edge.worker_support import (
     client_loop,
     get,
     metric,
+    metrics_text,
     readyz,
 )
 from tests.support import Edge, RecordingOrigin, edge_process
@@ -62,7 +63,8 @@ def test_two_workers_share_the_address_and_both_serve(origins: RecordingOrigin) 
         for _ in range(10):  # bounded: at most 640 requests
             outcomes += asyncio.run(burst(edge.port, 64))
             # Every request is counted once, by the worker that answered it.
-            assert wait_until(counted, 10), (per_worker, len(outcomes))
+            assert wait_until(counted, 10), (per_worker, len(outcomes), edge.all_output()[-3000:],
+                                             metrics_text(edge.admin_port))
             if all(per_worker.values()):
                 break
         assert [o for o in outcomes if not o.ok] == []

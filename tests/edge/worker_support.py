@@ -160,10 +160,14 @@ def child_pids(pid: int) -> set[int]:
     return found
 
 
+def metrics_text(admin_port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
 def metrics(admin_port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample on the admin listener: (name, sorted labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    text = metrics_text(admin_port)
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
