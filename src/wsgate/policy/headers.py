@@ -186,7 +186,7 @@ def cache_applies(policy: ResponsePolicy, path: bytes, status: int) -> bool:
 
 
 def response_headers(policy: ResponsePolicy, headers: Sequence[tuple[bytes, bytes]], *,
-                     path: bytes, status: int, req_id: bytes | None = None) -> Headers:
+                     path: bytes, status: int) -> Headers:
     """Headers for a non-101 response to the client. Content-Length is kept (framing);
     the edge adds Transfer-Encoding/Connection as the client connection needs."""
     named = connection_tokens(headers) - {b"content-length"}
