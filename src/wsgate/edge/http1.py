@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+from wsgate.policy.headers import connection_tokens
+
 Headers = list[tuple[bytes, bytes]]
 Framing = Literal["none", "length", "chunked", "close"]
 
@@ -110,7 +112,7 @@ def parse_request_head(head: bytes) -> RequestHead:
     http11 = version >= b"1.1"
     if http11 and not any(n == b"host" for n, _ in headers):
         raise BadMessage("missing Host header")
-    tokens = {t.strip().lower() for n, v in headers if n == b"connection" for t in v.split(b",")}
+    tokens = connection_tokens(headers)
     expect = http11 and any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
     return RequestHead(method, target, version, headers, framing, length,
                        http11 and b"close" not in tokens, expect)
@@ -142,8 +144,7 @@ def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
         headers.append((m[1].lower(), m[2]))
     status = int(code)
     version = b"1.1" if minor == b"1" else b"1.0"
-    connection = {t.strip().lower() for n, v in headers if n == b"connection"
-                  for t in v.split(b",")}
+    connection = connection_tokens(headers)
     keep_alive = version == b"1.1" and b"close" not in connection
     te = [v for n, v in headers if n == b"transfer-encoding"]
     cl = [v for n, v in headers if n == b"content-length"]

@@ -87,13 +87,16 @@ class ResponsePolicy:
         )
 
 
+def comma_tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    """The lowercase, non-empty tokens of every `name` header's comma-separated list
+    (h11's get_comma_header): the one place such a list is split."""
+    return [t.strip().lower() for n, v in headers if n == name
+            for t in v.split(b",") if t.strip()]
+
+
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     """Lowercase names listed in every `Connection` header."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return tokens
+    return set(comma_tokens(headers, b"connection"))
 
 
 def valid_request_id(value: bytes) -> bool:

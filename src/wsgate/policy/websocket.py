@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Final, Literal
 
+from wsgate.policy.headers import comma_tokens
+
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 Upgrade = Literal["none", "websocket", "drop"]
@@ -24,16 +26,12 @@ def _values(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
     return [v for n, v in headers if n == name]
 
 
-def _tokens(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    return [t.strip().lower() for v in _values(headers, name) for t in v.split(b",") if t.strip()]
-
-
 def classify_upgrade(method: bytes, http_version: bytes,
                      headers: Sequence[tuple[bytes, bytes]]) -> tuple[Upgrade, str]:
     """("none", ""), ("drop", "") for non-WebSocket upgrades such as h2c (the header is
     removed and the request is plain HTTP), ("websocket", "") for a valid handshake, or
     ("websocket", problem) for a broken WebSocket handshake (answered 400)."""
-    upgrade = _tokens(headers, b"upgrade")
+    upgrade = comma_tokens(headers, b"upgrade")
     if not upgrade:
         return "none", ""
     if b"websocket" not in upgrade:
@@ -44,7 +42,7 @@ def classify_upgrade(method: bytes, http_version: bytes,
         return "websocket", "a WebSocket upgrade must use GET"
     if http_version != b"1.1":
         return "websocket", "a WebSocket upgrade needs HTTP/1.1"
-    if b"upgrade" not in _tokens(headers, b"connection"):
+    if b"upgrade" not in comma_tokens(headers, b"connection"):
         return "websocket", "Connection must include 'Upgrade'"
     keys = _values(headers, b"sec-websocket-key")
     if len(keys) != 1:
@@ -66,9 +64,9 @@ def classify_upgrade(method: bytes, http_version: bytes,
 
 def check_switch(headers: Sequence[tuple[bytes, bytes]], key: bytes) -> str:
     """Problem with the origin's 101 for the client's `key`, or "" when it is valid."""
-    if _tokens(headers, b"upgrade") != [b"websocket"]:
+    if comma_tokens(headers, b"upgrade") != [b"websocket"]:
         return "origin's 101 has no 'Upgrade: websocket'"
-    if b"upgrade" not in _tokens(headers, b"connection"):
+    if b"upgrade" not in comma_tokens(headers, b"connection"):
         return "origin's 101 has no 'Connection: Upgrade'"
     accepts = _values(headers, b"sec-websocket-accept")
     if accepts != [accept_value(key)]:
