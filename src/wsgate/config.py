@@ -411,48 +411,10 @@ def load_config(path: str | os.PathLike[str] | None = None,
     """Build the edge settings. `cli` holds flag values already named like TOML keys
     (`origin` for the catch-all route, nested dicts for sections); None values are ignored."""
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"config: cannot read {str(path)!r}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config: {str(path)!r} is not valid TOML: {exc}") from None
-        _reject_unknown(raw, _TOP_SCALARS | set(_SECTIONS) | {"routes"}, "")
+    raw = _read_toml(path) if path is not None else {}
     raw = _merge(raw, _env_overrides(environ))
     raw = _merge(raw, {k: v for k, v in (cli or {}).items() if v is not None})
-
-    # Routes: [[routes]] from the file, or one catch-all from `origin` (flag or env).
-    origin = raw.pop("origin", None)
-    routes_raw = raw.pop("routes", None)
-    if origin is not None:
-        if not isinstance(origin, str):
-            raise ConfigError(f"origin: expected a URL string, got {origin!r}")
-        routes_raw = [{"pattern": "*/*", "origin": origin}]
-    if not routes_raw:
-        raise ConfigError("routes: no route configured (add [[routes]] to the config "
-                          "or pass --origin URL)")
-    if not isinstance(routes_raw, list):
-        raise ConfigError("routes: must be an array of tables ([[routes]])")
-    routes = []
-    for i, entry in enumerate(routes_raw):
-        key = f"routes[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{key}: must be a table with pattern and origin")
-        _reject_unknown(entry, _ROUTE_KEYS, "routes")
-        if "origin" not in entry and "origins" not in entry:
-            raise ConfigError(f"{key}.origin: missing (origin = URL, or origins = [URL, ...])")
-        if "origin" in entry and "origins" in entry:
-            raise ConfigError(f"{key}: give either origin (one URL) or origins (a list)")
-        if not isinstance(entry.get("pattern"), str):
-            raise ConfigError(f"{key}.pattern: missing or not a string")
-        if "origin" in entry and not isinstance(entry["origin"], str):
-            raise ConfigError(f"{key}.origin: missing or not a string")
-        routes.append(parse_route(entry["pattern"], entry.get("origin", entry.get("origins")),
-                                  key))
-
+    routes = _routes(raw.pop("origin", None), raw.pop("routes", None))
     sections = {}
     for name, cls in _SECTIONS.items():
         sub = raw.pop(name, {})
@@ -467,9 +429,50 @@ def load_config(path: str | os.PathLike[str] | None = None,
                             name) for name, value in raw.items()}
     secret = read_secret(values.get("secret_env", DEFAULT_SECRET_ENV),
                          values.get("secret_file", ""), environ)
-    config = EdgeConfig(routes=tuple(routes), secret=secret, **sections, **values)
+    config = EdgeConfig(routes=routes, secret=secret, **sections, **values)
     validate(config)
     return config
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {str(path)!r} is not valid TOML: {exc}") from None
+    _reject_unknown(raw, _TOP_SCALARS | set(_SECTIONS) | {"routes"}, "")
+    return raw
+
+
+def _routes(origin: object, routes_raw: object) -> tuple[Route, ...]:
+    """[[routes]] from the file, or one catch-all from `origin` (flag or env)."""
+    if origin is not None:
+        if not isinstance(origin, str):
+            raise ConfigError(f"origin: expected a URL string, got {origin!r}")
+        routes_raw = [{"pattern": "*/*", "origin": origin}]
+    if not routes_raw:
+        raise ConfigError("routes: no route configured (add [[routes]] to the config "
+                          "or pass --origin URL)")
+    if not isinstance(routes_raw, list):
+        raise ConfigError("routes: must be an array of tables ([[routes]])")
+    return tuple(_route(entry, f"routes[{i}]") for i, entry in enumerate(routes_raw))
+
+
+def _route(entry: object, key: str) -> Route:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{key}: must be a table with pattern and origin")
+    _reject_unknown(entry, _ROUTE_KEYS, "routes")
+    if "origin" not in entry and "origins" not in entry:
+        raise ConfigError(f"{key}.origin: missing (origin = URL, or origins = [URL, ...])")
+    if "origin" in entry and "origins" in entry:
+        raise ConfigError(f"{key}: give either origin (one URL) or origins (a list)")
+    if not isinstance(entry.get("pattern"), str):
+        raise ConfigError(f"{key}.pattern: missing or not a string")
+    if "origin" in entry and not isinstance(entry["origin"], str):
+        raise ConfigError(f"{key}.origin: missing or not a string")
+    return parse_route(entry["pattern"], entry.get("origin", entry.get("origins")), key)
 
 
 def usable_cpus() -> int:
