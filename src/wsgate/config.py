@@ -430,7 +430,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     secret = read_secret(values.get("secret_env", DEFAULT_SECRET_ENV),
                          values.get("secret_file", ""), environ)
     config = EdgeConfig(routes=routes, secret=secret, **sections, **values)
-    validate(config)
+    validate(config, environ)
     return config
 
 
@@ -482,8 +482,9 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def validate(c: EdgeConfig) -> None:
-    """Cross-field and value checks, each naming its key."""
+def validate(c: EdgeConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Cross-field and value checks, each naming its key (`environ`: where the secret
+    was looked up, to tell an empty variable from a missing one)."""
     parse_hostport(c.listen, "listen")
     if c.admin_listen:
         parse_hostport(c.admin_listen, "admin_listen")
@@ -492,32 +493,57 @@ def validate(c: EdgeConfig) -> None:
     if c.forwarded_proto not in ("auto", "http", "https"):
         raise ConfigError(
             f"forwarded_proto: must be auto, http or https, got {c.forwarded_proto!r}")
+    _validate_secret(c, os.environ if environ is None else environ)
+    _validate_headers(c)
+    _validate_files(c)
+    _validate_limits(c)
+    _validate_admission(c.admission)
+    if not 1 <= c.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers: must be \"auto\" or 1-{MAX_WORKERS}, got {c.workers}")
+    _validate_balance(c)
+
+
+def _validate_secret(c: EdgeConfig, environ: Mapping[str, str]) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c.secret_env):
+        raise ConfigError(f"secret_env: {c.secret_env!r} is not an environment variable name")
+    if c.secret or c.insecure_no_secret:
+        return
+    if c.secret_file:
+        where = f"secret_file {c.secret_file!r} is empty"
+    elif c.secret_env in environ:
+        where = f"environment variable {c.secret_env} is empty"
+    else:
+        where = f"environment variable {c.secret_env} is not set"
+    raise ConfigError(f"secret: {where}; set it (or choose another with --secret-env / "
+                      "--secret-file), or pass --insecure-no-secret to run without one")
+
+
+def _validate_headers(c: EdgeConfig) -> None:
     _check_header_name(c.secret_header, "secret_header")
     if c.client_ip_header:
         _check_header_name(c.client_ip_header, "client_ip_header")
         if c.client_ip_header.lower() == c.secret_header.lower():
             raise ConfigError("client_ip_header: must differ from secret_header")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c.secret_env):
-        raise ConfigError(f"secret_env: {c.secret_env!r} is not an environment variable name")
-    if not c.secret and not c.insecure_no_secret:
-        where = f"secret_file {c.secret_file!r} is empty" if c.secret_file else (
-            f"environment variable {c.secret_env} is not set")
-        raise ConfigError(f"secret: {where}; set it (or choose another with --secret-env / "
-                          "--secret-file), or pass --insecure-no-secret to run without one")
     parse_marker(c.marker_header)
     for name in c.strip_response_headers:
         _check_header_name(name, "strip_response_headers")
+    for ext in c.cache.extensions:
+        if not re.fullmatch(r"\.[A-Za-z0-9]+", ext):
+            raise ConfigError(f"cache.extensions: {ext!r} must look like '.js'")
+    if c.cache.value and not _VALUE_RE.match(c.cache.value):
+        raise ConfigError(f"cache.value: {c.cache.value!r} is not a valid header value")
+
+
+def _validate_files(c: EdgeConfig) -> None:
     if bool(c.tls_cert) != bool(c.tls_key):
         raise ConfigError("tls_cert: tls_cert and tls_key must be given together")
     for key in ("tls_cert", "tls_key", "origin_ca_file"):
         value = getattr(c, key)
         if value and not Path(value).is_file():
             raise ConfigError(f"{key}: file {value!r} does not exist")
-    for ext in c.cache.extensions:
-        if not re.fullmatch(r"\.[A-Za-z0-9]+", ext):
-            raise ConfigError(f"cache.extensions: {ext!r} must look like '.js'")
-    if c.cache.value and not _VALUE_RE.match(c.cache.value):
-        raise ConfigError(f"cache.value: {c.cache.value!r} is not a valid header value")
+
+
+def _validate_limits(c: EdgeConfig) -> None:
     lim = c.limits
     if lim.max_header_bytes < 1024:
         raise ConfigError("limits.max_header_bytes: must be at least 1024")
@@ -525,7 +551,6 @@ def validate(c: EdgeConfig) -> None:
         raise ConfigError("limits.max_header_count: must be at least 8")
     if lim.write_buffer_bytes < 4096:
         raise ConfigError("limits.write_buffer_bytes: must be at least 4096")
-    _validate_admission(c.admission)
     t = c.timeouts
     for name in ("connect", "upstream_response", "client_idle", "request_header",
                  "client_body", "drain"):
@@ -533,9 +558,6 @@ def validate(c: EdgeConfig) -> None:
             raise ConfigError(f"timeouts.{name}: must be greater than 0")
     if 0 < t.websocket_ping_interval < 1:
         raise ConfigError("timeouts.websocket_ping_interval: use 0 (off) or at least 1 second")
-    if not 1 <= c.workers <= MAX_WORKERS:
-        raise ConfigError(f"workers: must be \"auto\" or 1-{MAX_WORKERS}, got {c.workers}")
-    _validate_balance(c)
 
 
 def _validate_balance(c: EdgeConfig) -> None:

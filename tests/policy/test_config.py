@@ -92,6 +92,8 @@ def test_the_secret_is_never_read_from_toml(tmp_path: Path) -> None:
 def test_missing_secret_is_an_error_unless_explicitly_insecure() -> None:
     with pytest.raises(ConfigError, match="environment variable WSGATE_SECRET is not set"):
         load_config(None, {"origin": "http://a"}, {})
+    with pytest.raises(ConfigError, match="environment variable WSGATE_SECRET is empty"):
+        load_config(None, {"origin": "http://a"}, {"WSGATE_SECRET": "  "})
     c = load_config(None, {"origin": "http://a", "insecure_no_secret": True}, {})
     assert c.secret == ""
 
