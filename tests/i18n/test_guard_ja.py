@@ -1,9 +1,13 @@
 """The guard's 403 page follows the request's Accept-Language (ja or en), else the
-language of the `wsgate run` process (LANG, WSGATE_LANG): a real `wsgate run`."""
+language of the `wsgate run` process (LANG, WSGATE_LANG): a real `wsgate run`; and
+`wsgate run`'s own console, usage errors and help in Japanese."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +17,8 @@ from tests.guard.fixtures import (
     http_get,
     start_guarded_streamlit,
 )
-from tests.i18n.prose import LANGUAGE_VARIABLES
+from tests.i18n.prose import LANGUAGE_VARIABLES, english_prose, environment
+from tests.support import wsgate_command
 from wsgate.guard import policy
 
 DIRECT_JA = ("直接のアクセスは拒否されました。"
@@ -92,3 +97,36 @@ def test_without_accept_language_the_page_follows_the_process(
     assert (status, body, headers.get("content-language")) == (403, DIRECT_JA, "ja")
     # The browser's preference still wins over the process's language.
     assert http_get(guard_in_japanese.url("/"), {"Accept-Language": "en"})[1] == DIRECT_EN
+
+
+@pytest.mark.streamlit
+def test_the_console_of_wsgate_run_is_japanese(guard_in_japanese: GuardedStreamlit) -> None:
+    console = guard_in_japanese.server.output()
+    assert "wsgate run: オリジンガード有効: シークレット 2 件（$WSGATE_SECRET）" in console
+    # The part `wsgate demo` and scripts read stays as it is; the rest is Japanese.
+    assert re.search(r"wsgate run: origin listening on http://\S+ （ガード有効: "
+                     r"シークレットなしでは 403 を返します。アプリはエッジ経由で開いて", console)
+
+
+def test_usage_errors_of_wsgate_run_are_japanese(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text("import streamlit as st\n")
+    env = environment(WSGATE_SECRET="")
+    missing = subprocess.run(wsgate_command("--lang", "ja", "run", str(script)),
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(
+        "wsgate run: シークレットが設定されていません: $WSGATE_SECRET は空です。")
+    no_script = subprocess.run(wsgate_command("--lang", "ja", "run", "--server.port", "8613"),
+                               capture_output=True, text=True, timeout=60, env=env)
+    assert no_script.returncode == 2
+    assert no_script.stderr == ("wsgate run: スクリプトが指定されていません。最初に指定して"
+                                "ください。例: wsgate run app.py --server.port 8613\n")
+
+
+def test_run_help_is_japanese() -> None:
+    result = subprocess.run(wsgate_command("--lang", "ja", "run", "--help"), capture_output=True,
+                            text=True, timeout=60, env=environment())
+    assert result.returncode == 0
+    assert "オリジンガードの背後で実行します。" in result.stdout
+    assert english_prose(result.stdout) == [], result.stdout

@@ -17,8 +17,10 @@ from wsgate.guard.secrets import (
     load_secrets,
 )
 from wsgate.guard.signals import tolerate_broken_pipes
+from wsgate.i18n import N_, _
 
-INSECURE_BANNER = (
+# Also a log event's message, which stays English: translated for the console only.
+INSECURE_BANNER = N_(
     "WARNING: wsgate run --insecure-no-secret: the origin guard is OFF. Anyone who can "
     "reach this port uses the app directly and forwarded headers are not trusted. "
     "Use this for local development only."
@@ -41,7 +43,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-RUN_HELP = """Run a Streamlit SCRIPT exactly like `streamlit run`, behind the origin guard.
+RUN_HELP = _("""Run a Streamlit SCRIPT exactly like `streamlit run`, behind the origin guard.
 
 Every option not listed below (--server.port 8501, --server.address HOST, ...) goes
 to Streamlit unchanged, and STREAMLIT_* variables and .streamlit/config.toml apply
@@ -69,7 +71,7 @@ Environment:
   WSGATE_SECRET   the secret; several, comma-separated, during a rotation
                   (another variable: --secret-env NAME)
   STREAMLIT_*     Streamlit's own settings, applied by Streamlit
-"""
+""")
 
 
 @click.command(
@@ -79,34 +81,34 @@ Environment:
 )
 @click.option("--secret-env", "secret_env", multiple=True, default=("WSGATE_SECRET",),
               show_default=True, metavar="NAME",
-              help="Environment variable holding the secret(s), comma-separated for a "
-                   "rotation. Repeatable (e.g. CLOUDFLARE_WORKER_SECRET).")
+              help=_("Environment variable holding the secret(s), comma-separated for a "
+                     "rotation. Repeatable (e.g. CLOUDFLARE_WORKER_SECRET)."))
 @click.option("--secret-file", type=click.Path(dir_okay=False), default=None,
-              metavar="PATH", help="File with one secret per line (mounted secrets).")
+              metavar="PATH", help=_("File with one secret per line (mounted secrets)."))
 @click.option("--secret-header", default=DEFAULT_SECRET_HEADER, show_default=True,
-              metavar="NAME", help="Request header that carries the secret.")
+              metavar="NAME", help=_("Request header that carries the secret."))
 @click.option("--public-url", default=None, metavar="URL",
-              help="Public URL of the app (e.g. https://app.example.com): named in refusals "
-                   "and added to Streamlit's allowed WebSocket origins.")
+              help=_("Public URL of the app (e.g. https://app.example.com): named in refusals "
+                     "and added to Streamlit's allowed WebSocket origins."))
 @click.option("--open-path", "open_paths", multiple=True, default=DEFAULT_OPEN_PATHS,
               show_default=True, metavar="PATH",
-              help="Exact path that needs no secret (under server.baseUrlPath). Repeatable.")
+              help=_("Exact path that needs no secret (under server.baseUrlPath). Repeatable."))
 @click.option("--echo-path", default=DEFAULT_ECHO_PATH, show_default=True, metavar="PATH",
-              help="Authenticated diagnostic endpoint; '' turns it off.")
+              help=_("Authenticated diagnostic endpoint; '' turns it off."))
 @click.option("--insecure-no-secret", is_flag=True,
-              help="Start without a secret (guard off). Local development only.")
+              help=_("Start without a secret (guard off). Local development only."))
 @click.option("--log-file", default="stdout", metavar="PATH", show_default=True,
-              help="Append the JSON log events (access log and refusals) to this file "
-                   "('stdout' or 'stderr' for those streams), apart from the console output.")
+              help=_("Append the JSON log events (access log and refusals) to this file "
+                     "('stdout' or 'stderr' for those streams), apart from the console output."))
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
-              help="One JSON event per request and per WebSocket session, with the "
-                   "edge's X-Request-Id (refusals are logged either way).")
+              help=_("One JSON event per request and per WebSocket session, with the "
+                     "edge's X-Request-Id (refusals are logged either way)."))
 @click.option("--refusal-burst", type=click.IntRange(min=0), default=10, show_default=True,
               metavar="N",
-              help="Refusals logged one by one per client address and window; the rest "
-                   "are summarised in one event with refusedCount.")
+              help=_("Refusals logged one by one per client address and window; the rest "
+                     "are summarised in one event with refusedCount."))
 @click.option("--refusal-window", type=click.FloatRange(min=0.001), default=60.0,
-              show_default=True, metavar="SECONDS", help="Window for --refusal-burst.")
+              show_default=True, metavar="SECONDS", help=_("Window for --refusal-burst."))
 @click.argument("script")
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -119,7 +121,7 @@ def run(ctx: click.Context, secret_env: tuple[str, ...], secret_file: str | None
 
     _check_script(script, streamlit_args)
     if not secret_header.strip() or any(c in secret_header for c in " :\r\n"):
-        _fail(f"--secret-header is not a header name: {secret_header!r}")
+        _fail(_("--secret-header is not a header name: {value!r}").format(value=secret_header))
     secrets, sources = _secrets(secret_env, secret_file, insecure_no_secret)
     try:
         if public_url:
@@ -133,10 +135,11 @@ def run(ctx: click.Context, secret_env: tuple[str, ...], secret_file: str | None
     try:
         logger = configure_event_logging("origin", log_file)
     except OSError as exc:
-        _fail(f"cannot open --log-file {log_file}: {exc.strerror or exc}")
+        _fail(_("cannot open --log-file {path}: {error}").format(path=log_file,
+                                                                  error=exc.strerror or exc))
     tolerate_broken_pipes(logger)
     if insecure_no_secret:
-        click.secho(INSECURE_BANNER, err=True, fg="red", bold=True)
+        click.secho(_(INSECURE_BANNER), err=True, fg="red", bold=True)
         emit(logger, build_event(source="origin", message=INSECURE_BANNER,
                                  severity="WARNING"))
     else:
@@ -156,14 +159,14 @@ def _check_script(script: str, streamlit_args: tuple[str, ...]) -> None:
     if script.startswith("-"):
         # `wsgate run --server.port 8613`: the first thing click could not place as
         # an option of ours landed where the script goes.
-        _fail("the script is missing: give it first, e.g. wsgate run app.py "
-              + " ".join([script, *streamlit_args]))
+        _fail(_("the script is missing: give it first, e.g. {command}").format(
+            command=" ".join(["wsgate run app.py", script, *streamlit_args])))
     if "://" not in script:
         target = Path(script)
         if target.is_dir():
             target = target / "streamlit_app.py"
         if not target.is_file():
-            _fail(f"script not found: {target}")
+            _fail(_("script not found: {path}").format(path=target))
 
 
 def _secrets(secret_env: tuple[str, ...], secret_file: str | None,
@@ -173,24 +176,27 @@ def _secrets(secret_env: tuple[str, ...], secret_file: str | None,
     except SecretError as exc:
         _fail(str(exc))
     if not secrets and not insecure_no_secret:
-        which = "it" if len(secret_env) == 1 else "one"
-        _fail(f"no secret configured: {describe_missing(secret_env, os.environ)}; set {which} "
-              "to the edge's secret (or use --secret-env NAME / --secret-file PATH), or "
-              "pass --insecure-no-secret for local development")
+        advice = (_("set it to the edge's secret") if len(secret_env) == 1
+                  else _("set one to the edge's secret"))
+        _fail(_("no secret configured: {why}; {advice} (or use --secret-env NAME / "
+                "--secret-file PATH), or pass --insecure-no-secret for local development"
+                ).format(why=describe_missing(secret_env, os.environ), advice=advice))
     if secrets and insecure_no_secret:
-        _fail("--insecure-no-secret given but a secret is configured; drop one of them")
+        _fail(_("--insecure-no-secret given but a secret is configured; drop one of them"))
     return secrets, sources
 
 
 def _announce_guard(secrets: list[str], sources: list[str], secret_header: str,
                     open_paths: tuple[str, ...]) -> None:
-    click.echo(f"wsgate run: origin guard on: {len(secrets)} secret(s) from "
-               f"{', '.join(sources)}, header {secret_header}, open paths "
-               f"{', '.join(open_paths) or 'none'}", err=True)
+    click.echo("wsgate run: " + _("origin guard on: {count} secret(s) from {sources}, header "
+                                  "{header}, open paths {paths}").format(
+        count=len(secrets), sources=", ".join(sources), header=secret_header,
+        paths=", ".join(open_paths) or _("none")), err=True)
     short = sum(1 for s in secrets if len(s) < MIN_RECOMMENDED_LENGTH)
     if short:
-        click.echo(f"wsgate run: warning: {short} secret(s) shorter than "
-                   f"{MIN_RECOMMENDED_LENGTH} characters", err=True)
+        click.echo("wsgate run: " + _("warning: {count} secret(s) shorter than {length} "
+                                      "characters").format(
+            count=short, length=MIN_RECOMMENDED_LENGTH), err=True)
 
 
 def _run_streamlit(launcher: Any, script: str, args: list[str]) -> int:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
+from wsgate.i18n import _
+
 MIN_RECOMMENDED_LENGTH: Final = 16
 
 
@@ -35,8 +37,9 @@ def _validate(values: Iterable[str], source: str) -> list[str]:
     out = []
     for value in values:
         if not all(0x21 <= ord(c) <= 0x7E for c in value):
-            raise SecretError(f"a secret from {source} contains spaces, control or "
-                              "non-ASCII characters; it cannot travel in a header")
+            raise SecretError(_("a secret from {source} contains spaces, control or "
+                                "non-ASCII characters; it cannot travel in a header").format(
+                                    source=source))
         out.append(value)
     return out
 
@@ -44,8 +47,9 @@ def _validate(values: Iterable[str], source: str) -> list[str]:
 def describe_missing(env_names: Iterable[str], env: Mapping[str, str]) -> str:
     """Why no secret came from the environment: each variable "is empty" (set, but
     blank or only commas) or "is not set" (pure; never shows a value)."""
-    states = [f"${name} is {'empty' if name in env else 'not set'}" for name in env_names]
-    return ", ".join(states) or "no --secret-env given"
+    states = [(_("${name} is empty") if name in env else _("${name} is not set")).format(name=name)
+              for name in env_names]
+    return ", ".join(states) or _("no --secret-env given")
 
 
 def load_secrets(env_names: Iterable[str], env: Mapping[str, str],
@@ -62,11 +66,11 @@ def load_secrets(env_names: Iterable[str], env: Mapping[str, str],
         try:
             text = Path(secret_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise SecretError(f"cannot read --secret-file {secret_file}: "
-                              f"{exc.__class__.__name__}") from exc
+            raise SecretError(_("cannot read --secret-file {path}: {error}").format(
+                path=secret_file, error=exc.__class__.__name__)) from exc
         from_file = split_file_text(text)
         if not from_file:
-            raise SecretError(f"--secret-file {secret_file} holds no secret")
+            raise SecretError(_("--secret-file {path} holds no secret").format(path=secret_file))
         secrets += _validate(from_file, secret_file)
         sources.append(secret_file)
     return list(dict.fromkeys(secrets)), sources

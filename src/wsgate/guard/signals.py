@@ -21,6 +21,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Final
 
+from wsgate.i18n import _
+
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -96,13 +98,15 @@ def install_stop_handlers(stop: Callable[[], None] | None) -> None:
     inside it could fail as a reentrant call.
     """
     received: list[int] = []
+    # Looked up now: the handler itself only writes.
+    second_signal = "wsgate run: " + _("second signal, exiting now") + "\n"
 
     def handler(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
         if stop is None or len(received) > 1:
             if stop is not None:  # the user asked twice: do not wait for sessions
                 with contextlib.suppress(OSError, ValueError):
-                    sys.stderr.write("wsgate run: second signal, exiting now\n")
+                    sys.stderr.write(second_signal)
                     sys.stderr.flush()
             os._exit(128 + signum)
         try:

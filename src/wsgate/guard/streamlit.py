@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wsgate.guard.asgi import DEFAULT_ECHO_PATH, DEFAULT_OPEN_PATHS, ASGIApp, OriginGuard
+from wsgate.i18n import _
 
 STARLETTE_SERVER = "streamlit.web.server.starlette.starlette_server"
 
@@ -56,7 +57,8 @@ def public_origin(url: str) -> str:
     """`https://app.example.com/some/path` → `https://app.example.com`."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LaunchError(f"--public-url must be an http(s) URL with a host, got {url!r}")
+        raise LaunchError(_("--public-url must be an http(s) URL with a host, got {url!r}").format(
+            url=url))
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -67,20 +69,21 @@ def starlette_server_module() -> Any:
     try:
         import streamlit
     except ImportError as exc:
-        raise LaunchError("Streamlit is not installed: pip install 'wsgate[streamlit]'") \
+        raise LaunchError(_("Streamlit is not installed: pip install 'wsgate[streamlit]'")) \
             from exc
     try:
         module = importlib.import_module(STARLETTE_SERVER)
     except ImportError as exc:
-        raise LaunchError(
-            f"Streamlit {streamlit.__version__} has no Starlette server (st.App); "
-            "wsgate run needs streamlit>=1.67") from exc
+        raise LaunchError(_(
+            "Streamlit {version} has no Starlette server (st.App); wsgate run needs "
+            "streamlit>=1.67").format(version=streamlit.__version__)) from exc
     needed = ("create_starlette_app", "UvicornRunner", "_get_uvicorn_config_kwargs")
     missing = [name for name in needed if not hasattr(module, name)]
     if missing or not hasattr(streamlit, "App"):
-        raise LaunchError(
-            f"Streamlit {streamlit.__version__} lacks {', '.join(missing) or 'st.App'}; "
-            "wsgate run supports the Starlette server of streamlit>=1.67")
+        raise LaunchError(_(
+            "Streamlit {version} lacks {missing}; wsgate run supports the Starlette server of "
+            "streamlit>=1.67").format(version=streamlit.__version__,
+                                      missing=", ".join(missing) or "st.App"))
     return module
 
 
@@ -193,9 +196,11 @@ def _explain_port_in_use(module: Any) -> None:
             return original_bind(server_address, bind_address, port, backlog)
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES) and module._is_port_manually_set():
-                what = "already in use" if exc.errno == errno.EADDRINUSE else "not permitted"
-                print(f"wsgate run: port {port} on {server_address} is {what} "
-                      "(set by --server.port / STREAMLIT_SERVER_PORT / config.toml)",
+                why = (_("port {port} on {address} is already in use")
+                       if exc.errno == errno.EADDRINUSE
+                       else _("port {port} on {address} is not permitted"))
+                print("wsgate run: " + why.format(port=port, address=server_address) + " "
+                      + _("(set by --server.port / STREAMLIT_SERVER_PORT / config.toml)"),
                       file=sys.stderr, flush=True)
             raise
 
@@ -216,12 +221,16 @@ def listening_url(address: str, port: int, base_url_path: str = "") -> str:
 def banner(url: str, settings: GuardSettings) -> str:
     """The line printed instead of Streamlit's "You can now view your app" banner,
     which would advertise a URL that, guarded, only ever answers 403."""
+    # "origin listening on URL" stays as it is in every language: `wsgate demo` (and
+    # scripts) read the port from it; the explanation after it is translated.
     if settings.insecure_no_secret:
-        return f"wsgate run: origin listening on {url} (guard OFF: open it directly)"
-    where = (f"open the app at {settings.public_url}" if settings.public_url
-             else f"open the app through your edge (e.g. wsgate edge --origin {url})")
-    return (f"wsgate run: origin listening on {url} (guarded: answers 403 without "
-            f"the secret; {where})")
+        return (f"wsgate run: origin listening on {url} "
+                + _("(guard OFF: open it directly)"))
+    where = (_("open the app at {url}").format(url=settings.public_url) if settings.public_url
+             else _("open the app through your edge (e.g. wsgate edge --origin {url})").format(
+                 url=url))
+    return (f"wsgate run: origin listening on {url} "
+            + _("(guarded: answers 403 without the secret; {where})").format(where=where))
 
 
 def _replace_banner(settings: GuardSettings) -> None:
