@@ -15,7 +15,8 @@ PROPER_NAMES = ("Cloudflare Worker", "Cloud Run", "Google Cloud", "AWS ALB", "Pl
 IDS = sorted({*CHECK_ORDER, *(c.id for c in CAUSES), UNEXPLAINED.id}, key=len, reverse=True)
 TECHNICAL = [
     re.compile(r"\S*python[\d.]* -m wsgate\b"),  # the program name in a usage line
-    re.compile(r"^ *(?:[A-Z_]+=\S+ )?wsgate .*?(?=#|$)", re.M),  # example command lines
+    re.compile(r"^ *(?:[A-Z_]+=\S+ )?(?:wsgate|wrangler|gcloud) .*?(?=#|$)",
+               re.M),  # example command lines
     re.compile(r"`[^`]*`"),  # commands, config lines
     re.compile(r"\b[a-z][a-z0-9+.-]*://\S+"),  # URLs
     re.compile(r"\bwsgate [a-z]+\b"),  # the command a report is headed with

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import click
 
+from wsgate.i18n import _
 from wsgate.logs.follow import follow_rounds
 from wsgate.logs.join import Group, join
 from wsgate.logs.model import Event, EventPredicate
@@ -24,67 +25,70 @@ EXIT_INTERRUPTED = 130
 READ_BUFFER = 1 << 20  # fewer read calls on big files
 
 
-@click.command("logs", context_settings={"help_option_names": ["-h", "--help"]})
+LOGS_HELP = _("""Filter, join and summarise edge and origin logs.
+
+Reads each PATH (stdin when there is none, or for "-"): wsgate's JSON lines, Google
+Cloud Logging exports (`gcloud logging read --format json`) and `wrangler tail
+--format json` output, mixed freely. Several PATHs make one timeline, merged by time.
+
+\b
+Examples:
+  wsgate logs edge.log origin.log --since 1h --status error
+  wsgate logs edge.log origin.log --status 403 --join   # the edge's 403, the origin's reason
+  wsgate logs edge.log origin.log --summary             # counts, latency, refusal reasons
+  wsgate logs --follow edge.log origin.log --websocket
+  wrangler tail PROXY --format json | wsgate logs --status error
+
+\b
+Environment:
+  NO_COLOR  set: no colour in pretty output, unless --color
+  TERM      "dumb": no colour in pretty output, unless --color
+
+\b
+Exit status:
+  0    done, also when nothing matched or the reader of a pipe went away
+  1    a PATH cannot be read
+  2    usage error (an unknown option, or a value it cannot read)
+  130  interrupted (Ctrl-C)
+""")
+
+
+@click.command("logs", help=LOGS_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--status", multiple=True, metavar="ok|error|canceled|Nxx|NNN",
-              help="Keep events with this outcome or HTTP status (repeatable: any of them).")
+              help=_("Keep events with this outcome or HTTP status (repeatable: any of them)."))
 @click.option("--since", metavar="DURATION|TIME",
-              help="Keep events at or after this time: a duration ago (30m, 1h, 2d) or an "
-                   "ISO time (2026-11-26T10:00:00Z).")
+              help=_("Keep events at or after this time: a duration ago (30m, 1h, 2d) or an "
+                     "ISO time (2026-11-26T10:00:00Z)."))
 @click.option("--until", metavar="DURATION|TIME",
-              help="Keep events at or before this time (same forms as --since).")
-@click.option("--websocket", is_flag=True, help="Keep WebSocket upgrades and sessions only.")
-@click.option("--method", multiple=True, metavar="METHOD", help="HTTP method (repeatable).")
+              help=_("Keep events at or before this time (same forms as --since)."))
+@click.option("--websocket", is_flag=True, help=_("Keep WebSocket upgrades and sessions only."))
+@click.option("--method", multiple=True, metavar="METHOD", help=_("HTTP method (repeatable)."))
 @click.option("--ip", multiple=True, metavar="ADDRESS|NETWORK",
-              help="Client address or network such as 10.0.0.0/8 (repeatable).")
+              help=_("Client address or network such as 10.0.0.0/8 (repeatable)."))
 @click.option("--header", multiple=True, metavar="NAME[:VALUE]",
-              help="Request header present, or containing VALUE (repeatable: all of them).")
+              help=_("Request header present, or containing VALUE (repeatable: all of them)."))
 @click.option("--search", metavar="TEXT",
-              help="Case-insensitive text in message, error, URL, request id, Worker logs.")
-@click.option("--request-id", multiple=True, metavar="ID", help="X-Request-Id (repeatable).")
+              help=_("Case-insensitive text in message, error, URL, request id, Worker logs."))
+@click.option("--request-id", multiple=True, metavar="ID", help=_("X-Request-Id (repeatable)."))
 @click.option("--severity", metavar="LEVEL",
-              help="Minimum severity: DEBUG INFO NOTICE WARNING ERROR CRITICAL ...")
+              help=_("Minimum severity: DEBUG INFO NOTICE WARNING ERROR CRITICAL ..."))
 @click.option("-f", "--follow", "follow_", is_flag=True,
-              help="Keep reading the PATHs as they grow (survives rotation and truncation).")
+              help=_("Keep reading the PATHs as they grow (survives rotation and truncation)."))
 @click.option("--format", "fmt", type=click.Choice(["pretty", "json"]), default=None,
-              show_default="pretty on a terminal, json in a pipe", help="Output format.")
+              show_default=_("pretty on a terminal, json in a pipe"), help=_("Output format."))
 @click.option("--color/--no-color", "colour", default=None,
-              show_default="on a terminal, unless NO_COLOR is set or TERM=dumb",
-              help="Colour the pretty output.")
+              show_default=_("on a terminal, unless NO_COLOR is set or TERM=dumb"),
+              help=_("Colour the pretty output."))
 @click.option("--join", "join_", is_flag=True,
-              help="Group edge and origin events sharing a request id into one entry.")
+              help=_("Group edge and origin events sharing a request id into one entry."))
 @click.option("--summary", is_flag=True,
-              help="Print counts, close codes, latency percentiles and errors by reason.")
+              help=_("Print counts, close codes, latency percentiles and errors by reason."))
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
-              show_default="no limit", help="Stop after N entries.")
+              show_default=_("no limit"), help=_("Stop after N entries."))
 def logs(paths: tuple[str, ...], follow_: bool, fmt: str | None, colour: bool | None,
          join_: bool, summary: bool, limit: int | None, **filters: Any) -> None:
-    """Filter, join and summarise edge and origin logs.
-
-    Reads each PATH (stdin when there is none, or for "-"): wsgate's JSON lines, Google
-    Cloud Logging exports (`gcloud logging read --format json`) and `wrangler tail
-    --format json` output, mixed freely. Several PATHs make one timeline, merged by time.
-
-    \b
-    Examples:
-      wsgate logs edge.log origin.log --since 1h --status error
-      wsgate logs edge.log origin.log --status 403 --join   # the edge's 403, the origin's reason
-      wsgate logs edge.log origin.log --summary             # counts, latency, refusal reasons
-      wsgate logs --follow edge.log origin.log --websocket
-      wrangler tail PROXY --format json | wsgate logs --status error
-
-    \b
-    Environment:
-      NO_COLOR  set: no colour in pretty output, unless --color
-      TERM      "dumb": no colour in pretty output, unless --color
-
-    \b
-    Exit status:
-      0    done, also when nothing matched or the reader of a pipe went away
-      1    a PATH cannot be read
-      2    usage error (an unknown option, or a value it cannot read)
-      130  interrupted (Ctrl-C)
-    """
+    """`wsgate logs`; its help is LOGS_HELP."""
     query = _query(filters)
     inputs = _checked_paths(list(paths) or ["-"], follow=follow_, join=join_,
                             summary=summary)
@@ -111,7 +115,8 @@ def logs(paths: tuple[str, ...], follow_: bool, fmt: str | None, colour: bool | 
         _report(stats)
         sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
-        click.echo(f"wsgate logs: {exc.filename or 'input'}: {exc.strerror or exc}", err=True)
+        where = exc.filename or _("input")
+        click.echo(f"wsgate logs: {where}: {exc.strerror or exc}", err=True)
         sys.exit(EXIT_INPUT)
     _report(stats)
 
@@ -126,15 +131,15 @@ def _query(filters: dict[str, Any]) -> Query:
 def _checked_paths(paths: list[str], *, follow: bool, join: bool, summary: bool) -> list[str]:
     """The PATHs to read, after the checks that need no reading (exit 2 or 1)."""
     if join and summary:
-        raise click.UsageError("--join and --summary are separate views: choose one")
+        raise click.UsageError(_("--join and --summary are separate views: choose one"))
     if follow and (join or summary):
-        raise click.UsageError("--follow cannot be combined with --join or --summary")
+        raise click.UsageError(_("--follow cannot be combined with --join or --summary"))
     if follow and "-" in paths:
-        raise click.UsageError("--follow needs PATH arguments (stdin is read to its end)")
+        raise click.UsageError(_("--follow needs PATH arguments (stdin is read to its end)"))
     if not follow:  # a followed PATH may appear later
         for path in paths:
             if path != "-" and not os.path.isfile(path):
-                problem = "not a file" if os.path.exists(path) else "no such file"
+                problem = _("not a file") if os.path.exists(path) else _("no such file")
                 click.echo(f"wsgate logs: {path}: {problem}", err=True)
                 sys.exit(EXIT_INPUT)
     return paths

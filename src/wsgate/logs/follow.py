@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from wsgate.i18n import _
+
 MAX_LINE = 4 * 1024 * 1024  # a "line" longer than this is cut, so memory stays bounded
 
 
@@ -76,12 +78,13 @@ class _Followed:
             yield from self.read_lines()
             if self.partial:
                 yield self.partial
-            self.notes.append(f"{self.path}: rotated, reading the new file")
+            self.notes.append(_("{path}: rotated, reading the new file").format(path=self.path))
             if self.open():
                 yield from self.read_lines()
             return
         if stat.st_size < self.position:
-            self.notes.append(f"{self.path}: truncated, reading from the start")
+            self.notes.append(_("{path}: truncated, reading from the start").format(
+                path=self.path))
             assert self.handle is not None
             self.handle.seek(0)
             self.partial, self.position = b"", 0

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from wsgate.i18n import _
 from wsgate.logs.formats import raw_status_pattern
 from wsgate.logs.model import (
     SEVERITIES,
@@ -88,8 +89,8 @@ def parse_status(text: str) -> StatusFilter:
         return StatusFilter("class", int(match.group(1)))
     if value.isdigit() and len(value) == 3 and 100 <= int(value) <= 599:
         return StatusFilter("exact", int(value))
-    raise QueryError(f"--status {text!r}: expected ok, error, canceled, 1xx..5xx or a "
-                     "status code such as 403")
+    raise QueryError(_("--status {value!r}: expected ok, error, canceled, 1xx..5xx or a "
+                       "status code such as 403").format(value=text))
 
 
 # ---------------------------------------------------------------- time
@@ -106,8 +107,8 @@ def parse_time(text: str, now: float) -> float:
         return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     epoch = parse_iso(value)
     if epoch is None:
-        raise QueryError(f"{text!r}: expected a duration such as 30m, 1h, 2d or an ISO time "
-                         "such as 2026-11-26T10:00:00Z")
+        raise QueryError(_("{value!r}: expected a duration such as 30m, 1h, 2d or an ISO time "
+                           "such as 2026-11-26T10:00:00Z").format(value=text))
     return epoch
 
 
@@ -116,7 +117,8 @@ def parse_time(text: str, now: float) -> float:
 def parse_severity(text: str) -> int:
     name = normalise_severity(text)
     if name is None:
-        raise QueryError(f"--severity {text!r}: expected one of {', '.join(SEVERITIES)}")
+        raise QueryError(_("--severity {value!r}: expected one of {levels}").format(
+            value=text, levels=", ".join(SEVERITIES)))
     return SEVERITIES[name]
 
 
@@ -124,7 +126,7 @@ def parse_header(text: str) -> tuple[str, str | None]:
     name, sep, value = text.partition(":")
     name = name.strip().lower()
     if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", name):
-        raise QueryError(f"--header {text!r}: expected NAME or NAME:VALUE")
+        raise QueryError(_("--header {value!r}: expected NAME or NAME:VALUE").format(value=text))
     return name, (value.strip().lower() if sep else None)
 
 
@@ -135,8 +137,8 @@ def parse_ip(text: str) -> IpMatcher:
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise QueryError(f"--ip {text!r}: expected an IP address or a network such as "
-                         "10.0.0.0/8") from None
+        raise QueryError(_("--ip {value!r}: expected an IP address or a network such as "
+                           "10.0.0.0/8").format(value=text)) from None
 
 
 def _ip_in(value: object, networks: Sequence[IpMatcher]) -> bool:
@@ -311,12 +313,13 @@ def build_query(*, status: Sequence[str] = (), since: str | None = None,
     since_epoch = parse_time(since, clock) if since else None
     until_epoch = parse_time(until, clock) if until else None
     if since_epoch is not None and until_epoch is not None and since_epoch > until_epoch:
-        raise QueryError("--since is later than --until")
+        raise QueryError(_("--since is later than --until"))
     for m in method:
         if not m.strip().isalpha():
-            raise QueryError(f"--method {m!r}: expected an HTTP method such as GET")
+            raise QueryError(_("--method {value!r}: expected an HTTP method such as GET").format(
+                value=m))
     if search is not None and not search:
-        raise QueryError("--search needs a non-empty text")
+        raise QueryError(_("--search needs a non-empty text"))
     return Query(
         statuses=tuple(parse_status(s) for s in status),
         since=since_epoch,

@@ -18,6 +18,7 @@ from typing import Final
 
 import orjson
 
+from wsgate.i18n import _
 from wsgate.logs.formats import detect
 from wsgate.logs.model import Event, EventPredicate, LinePredicate, time_key
 
@@ -43,10 +44,11 @@ class ReadStats:
             return None
         parts = []
         if self.not_json:
-            parts.append(f"{self.not_json} not JSON")
+            parts.append(_("{count} not JSON").format(count=self.not_json))
         if self.not_event:
-            parts.append(f"{self.not_event} not a log event")
-        return f"skipped {self.skipped} unparseable input(s): " + ", ".join(parts)
+            parts.append(_("{count} not a log event").format(count=self.not_event))
+        return _("skipped {count} unparseable input(s): {parts}").format(
+            count=self.skipped, parts=", ".join(parts))
 
 
 _DECODER: Final = json.JSONDecoder()

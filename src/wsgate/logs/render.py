@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import orjson
 
+from wsgate.i18n import _
 from wsgate.logs.join import Group
 from wsgate.logs.model import SEVERITIES, Event
 from wsgate.logs.summary import Summary
@@ -144,27 +145,30 @@ def pretty_group(group: Group, colour: bool) -> list[str]:
 def summary_text(summary: Summary, colour: bool) -> str:
     data = summary.as_json()
     bold = (lambda s: f"{BOLD}{s}{RESET}") if colour else (lambda s: s)
-    out = [bold("wsgate logs summary"),
-           f"events: {data['events']}  from {data['first'] or '?'} to {data['last'] or '?'}"]
+    out = [bold("wsgate logs " + _("summary")),
+           _("events: {count}  from {first} to {last}").format(
+               count=data["events"], first=data["first"] or "?", last=data["last"] or "?")]
 
     def counts(title: str, values: dict[str, int]) -> None:
         if values:
             out.append(f"{bold(title)}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
 
-    counts("sources", data["bySource"])
-    counts("status", data["byStatusClass"])
-    counts("websocket sessions by close code", data["websocketSessionsByCloseCode"])
+    counts(_("sources"), data["bySource"])
+    counts(_("status"), data["byStatusClass"])
+    counts(_("websocket sessions by close code"), data["websocketSessionsByCloseCode"])
     for source, lat in data["latencyMs"].items():
-        out.append(f"{bold('latency ' + source)} ({lat['count']} requests): "
+        title = bold(_("latency {source}").format(source=source))
+        requests = _("({count} requests)").format(count=lat["count"])
+        out.append(f"{title} {requests}: "
                    + ", ".join(f"{k} {_duration(v)}" for k, v in lat.items() if k != "count"))
     if data["topErrors"]:
-        out.append(bold("top errors:"))
+        out.append(bold(_("top errors:")))
         for item in data["topErrors"]:
             out.append(f"  {item['count']:>6}  {_clean(item['message'])}")
     if data["refusals"]:
         # Every reason, however rare, with its first event: a flood of one reason
         # must not hide the first line of another.
-        out.append(bold("refusals by reason (first event of each):"))
+        out.append(bold(_("refusals by reason (first event of each):")))
         for item in data["refusals"]:
             out.append(f"  {item['count']:>6}  {item['source']}: {_clean(item['reason'])}")
             out.append(f"          {pretty_line(item['first'], colour)}")
