@@ -34,7 +34,6 @@ CLICK_MESSAGES = (
     N_("{value!r} is not a valid {number_type}."),
     N_("{value} is not in the range {range}."),
     N_("{name} {filename!r} does not exist."),
-    N_("file"),
-    N_("directory"),
-    N_("path"),
 )
+# Not "file", "directory" or "path": click also shows them as metavars (FILE), which
+# stay ASCII like every placeholder.

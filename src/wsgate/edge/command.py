@@ -27,51 +27,54 @@ from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.server import EdgeServer
 from wsgate.edge.supervisor import preflight, reload_problem, serving_summary, supervise
 from wsgate.edge.worker_process import control_event, open_shared_event_writer, reopen_events
+from wsgate.i18n import _
 from wsgate.logs.events import EventWriter, Severity, open_event_writer
 
+EDGE_HELP = _("""Run the edge proxy: HTTP and WebSocket to the origin, with the secret injected.
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+\b
+Examples:
+  WSGATE_SECRET=s3cret wsgate edge --origin http://127.0.0.1:8501
+  CF_SECRET=s3cret wsgate edge --config examples/edge.toml --workers auto
+  CF_SECRET=s3cret wsgate edge --config examples/edge.toml --check
+  kill -HUP <pid>    # reload the file (and the secret) without dropping a connection
+""")
+
+
+@click.command(help=EDGE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Edge TOML file (see docs/edge.md). Flags override its values.")
-@click.option("--origin", help="Origin URL for one catch-all route, e.g. http://127.0.0.1:8501.")
-@click.option("--listen", help="Address to listen on, HOST:PORT (default 127.0.0.1:8080).")
-@click.option("--secret-env", help="Environment variable holding the secret "
-              "(default WSGATE_SECRET).")
+              help=_("Edge TOML file (see docs/edge.md). Flags override its values."))
+@click.option("--origin", help=_("Origin URL for one catch-all route, e.g. http://127.0.0.1:8501."))
+@click.option("--listen", help=_("Address to listen on, HOST:PORT (default 127.0.0.1:8080)."))
+@click.option("--secret-env", help=_("Environment variable holding the secret "
+                "(default WSGATE_SECRET)."))
 @click.option("--secret-file", type=click.Path(dir_okay=False),
-              help="File holding the secret (instead of the environment).")
-@click.option("--secret-header", help="Header carrying the secret (default X-CF-Secret).")
+              help=_("File holding the secret (instead of the environment)."))
+@click.option("--secret-header", help=_("Header carrying the secret (default X-CF-Secret)."))
 @click.option("--insecure-no-secret", is_flag=True, default=None,
-              help="Run without a secret (the origin is then unprotected).")
-@click.option("--public-host", help="X-Forwarded-Host value (default: the client's Host).")
+              help=_("Run without a secret (the origin is then unprotected)."))
+@click.option("--public-host", help=_("X-Forwarded-Host value (default: the client's Host)."))
 @click.option("--forwarded-proto", type=click.Choice(["auto", "http", "https"]),
-              help="X-Forwarded-Proto value (default auto: the scheme the edge serves, or a "
-              "trusted proxy's X-Forwarded-Proto when --client-ip-header is set).")
+              help=_("X-Forwarded-Proto value (default auto: the scheme the edge serves, or a "
+                "trusted proxy's X-Forwarded-Proto when --client-ip-header is set)."))
 @click.option("--client-ip-header",
-              help="Trusted header with the client IP, e.g. CF-Connecting-IP.")
-@click.option("--log-file", help="Write JSON log events here instead of stdout.")
-@click.option("--admin-listen", help="HOST:PORT for /metrics, /healthz, /readyz.")
+              help=_("Trusted header with the client IP, e.g. CF-Connecting-IP."))
+@click.option("--log-file", help=_("Write JSON log events here instead of stdout."))
+@click.option("--admin-listen", help=_("HOST:PORT for /metrics, /healthz, /readyz."))
 @click.option("--ping-interval", type=float,
-              help="Seconds of silence before the edge pings WebSocket clients (0 = off).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Serve TLS with this cert.")
-@click.option("--tls-key", type=click.Path(dir_okay=False), help="Private key for --tls-cert.")
+              help=_("Seconds of silence before the edge pings WebSocket clients (0 = off)."))
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help=_("Serve TLS with this cert."))
+@click.option("--tls-key", type=click.Path(dir_okay=False), help=_("Private key for --tls-cert."))
 @click.option("--origin-ca-file", type=click.Path(dir_okay=False),
-              help="CA bundle to verify https origins (default: system CAs).")
-@click.option("--drain-timeout", type=float, help="Seconds to drain on SIGTERM (default 10).")
+              help=_("CA bundle to verify https origins (default: system CAs)."))
+@click.option("--drain-timeout", type=float, help=_("Seconds to drain on SIGTERM (default 10)."))
 @click.option("--workers", metavar="N|auto",
-              help="Worker processes sharing the address (default 1; auto = one per core).")
+              help=_("Worker processes sharing the address (default 1; auto = one per core)."))
 @click.option("--check", is_flag=True,
-              help="Validate the configuration, print it (secret masked) and exit: 0 valid, "
-              "2 invalid.")
+              help=_("Validate the configuration, print it (secret masked) and exit: 0 valid, "
+                "2 invalid."))
 def edge(config_path: str | None, check: bool, **flags: Any) -> None:
-    """Run the edge proxy: HTTP and WebSocket to the origin, with the secret injected.
-
-    \b
-    Examples:
-      WSGATE_SECRET=s3cret wsgate edge --origin http://127.0.0.1:8501
-      CF_SECRET=s3cret wsgate edge --config examples/edge.toml --workers auto
-      CF_SECRET=s3cret wsgate edge --config examples/edge.toml --check
-      kill -HUP <pid>    # reload the file (and the secret) without dropping a connection
-    """
+    """`wsgate edge`; its help is EDGE_HELP."""
     timeouts = {"websocket_ping_interval": flags.pop("ping_interval"),
                 "drain": flags.pop("drain_timeout")}
     cli: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
@@ -86,12 +89,13 @@ def edge(config_path: str | None, check: bool, **flags: Any) -> None:
         if check:
             preflight(config)
     except ConfigError as exc:
-        click.echo(f"wsgate edge: configuration error: {exc}", err=True)
+        click.echo("wsgate edge: " + _("configuration error: {error}").format(error=exc), err=True)
         sys.exit(2)
     if check:
         click.echo(effective_toml(config), nl=False)
-        click.echo(f"wsgate edge: configuration {config_path or '(flags and environment)'} "
-                   "is valid", err=True)
+        valid = (_("configuration {path} is valid").format(path=config_path) if config_path
+                 else _("configuration (flags and environment) is valid"))
+        click.echo("wsgate edge: " + valid, err=True)
         sys.exit(0)
     try:
         import uvloop
@@ -117,8 +121,8 @@ async def serve(config: EdgeConfig, load: Callable[[], EdgeConfig]) -> int:
         else:
             writer, logger = open_event_writer("edge", config.log_file or None)
     except OSError as exc:
-        click.echo(f"wsgate edge: log_file: cannot open {config.log_file!r}: "
-                   f"{exc.strerror or exc}", err=True)
+        click.echo("wsgate edge: " + _("log_file: cannot open {path!r}: {error}").format(
+            path=config.log_file, error=exc.strerror or exc), err=True)
         return 2
     try:
         if several:
@@ -141,10 +145,12 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
                                       lambda: not edge.server.draining,
                                       lambda m, t: edge.server.balancer.admin(m, t))
     except ssl.SSLError as exc:
-        click.echo(f"wsgate edge: tls_cert/tls_key: cannot load: {exc.reason or exc}", err=True)
+        click.echo("wsgate edge: " + _("tls_cert/tls_key: cannot load: {error}").format(
+            error=exc.reason or exc), err=True)
         return 2
     except OSError as exc:
-        click.echo(f"wsgate edge: cannot listen: {exc.strerror or exc}", err=True)
+        click.echo("wsgate edge: " + _("cannot listen: {error}").format(error=exc.strerror or exc),
+                   err=True)
         return 1
     host, port = server.bound
     shown = f"[{host}]" if ":" in host else host
@@ -156,12 +162,12 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, edge.request_reload)
     await stop.wait()
-    click.echo("wsgate edge: draining", err=True)
+    click.echo("wsgate edge: " + _("draining"), err=True)
     await edge.shutdown()
     if admin is not None:
         admin.close()
     writer.flush()
-    click.echo("wsgate edge: stopped", err=True)
+    click.echo("wsgate edge: " + _("stopped"), err=True)
     return 0
 
 
@@ -227,8 +233,9 @@ class SingleEdge:
         return new
 
     def _refuse(self, problem: str) -> None:
-        click.echo(f"wsgate edge: reload refused, still serving generation "
-                   f"{self.generation}: {problem}", err=True)
+        click.echo("wsgate edge: " + _("reload refused, still serving generation {generation}: "
+                                      "{problem}").format(generation=self.generation,
+                                                          problem=problem), err=True)
         self._event(f"reload refused; generation {self.generation} keeps serving", "ERROR",
                     error_class="reload-invalid-config", error=problem)
 

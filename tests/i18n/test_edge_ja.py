@@ -1,0 +1,44 @@
+"""`wsgate edge` in Japanese: help, --check and its console lines around a real run
+(the 'listening on URL' prefix others read stays as it is)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.i18n.prose import english_prose, environment
+from tests.support import LOOPBACK, edge_process, free_port, wsgate_command
+
+
+def wsgate_ja(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(wsgate_command("--lang", "ja", *args), capture_output=True,
+                          text=True, timeout=60, env=environment())
+
+
+def test_edge_help_is_japanese() -> None:
+    result = wsgate_ja("edge", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "エッジプロキシを実行します。" in result.stdout
+    assert "--config FILE" in result.stdout  # placeholders stay ASCII
+    assert english_prose(result.stdout) == [], result.stdout
+
+
+def test_edge_check_says_valid_in_japanese() -> None:
+    origin = f"http://{LOOPBACK}:{free_port()}"
+    result = wsgate_ja("edge", "--origin", origin, "--insecure-no-secret", "--check")
+    assert result.returncode == 0, result.stderr
+    assert f'origin = "{origin}"' in result.stdout  # the TOML itself is not translated
+    assert result.stderr == "wsgate edge: フラグと環境変数による設定は有効です\n"
+
+
+def test_a_running_edge_reports_in_japanese() -> None:
+    edge = edge_process(f"http://{LOOPBACK}:{free_port()}", admin=False,
+                        env={"WSGATE_LANG": "ja"})
+    edge.start(30)
+    try:
+        assert edge.stop() is not None
+    finally:
+        edge.stop()
+    console = edge.output()
+    assert f"wsgate edge listening on http://{LOOPBACK}:{edge.port}" in console
+    assert "wsgate edge: ドレイン中\n" in console
+    assert "wsgate edge: 停止しました\n" in console
