@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge.test_origins import config_file, origin_states
+from tests.edge.test_origins import config_file, origin_states, serving
 from tests.guard.fixtures import start_guarded_streamlit
-from tests.support import SECRET, Edge, edge_process, free_port, started, wait_until
+from tests.support import SECRET, Edge, edge_process, free_port, wait_until
 from wsgate.demo.stack import bundled_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.streamlit, pytest.mark.slow]
@@ -32,6 +32,15 @@ def edge_on(port: int, config: Path) -> Edge:
     edge = edge_process(None, extra=("--config", str(config), "--listen", f"127.0.0.1:{port}"))
     edge.port = port
     return edge
+
+
+def open_websockets(edge: Edge) -> int:
+    """WebSockets the edge has open to the replicas (0 while its admin listener, which
+    starts just after the public one, is not up yet)."""
+    try:
+        return sum(int(s["openWebSockets"]) for s in origin_states(edge).values())
+    except OSError:
+        return 0
 
 
 def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
@@ -53,7 +62,7 @@ def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
         console: list[str] = []  # for the failure message: the frontend says why
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         expect = sync_api.expect
-        with started(edge_on(port, config)) as first:
+        with serving(edge_on(port, config)) as first:
             page.goto(public)
             counter = page.get_by_test_id("stMetricValue")
             expect(counter).to_have_text("0", timeout=APP_TIMEOUT_MS)
@@ -64,11 +73,10 @@ def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
             expect(counter).to_have_text("2", timeout=30_000)
             first.signal(signal.SIGTERM)  # its WebSocket closes (1001)
             assert first.process is not None and first.process.wait(30) == 0, first.output()
-        with started(edge_on(port, config)) as second:
+        with serving(edge_on(port, config)) as second:
             # The frontend reconnects to the new edge process, which never saw this
             # browser: only the cookie says where its session lives.
-            assert wait_until(lambda: any(s["openWebSockets"] for s in
-                                          origin_states(second).values()), 60), \
+            assert wait_until(lambda: open_websockets(second) > 0, 60), \
                 (origin_states(second), second.events_text()[-2000:])
             try:
                 expect(counter).to_have_text("2", timeout=30_000)  # the session resumed

@@ -36,6 +36,7 @@ from tests.support import (
     edge_process,
     free_port,
     started,
+    wait_for_port,
     wait_until,
 )
 from tests.support.wire import OP_CLOSE, WsClient
@@ -62,6 +63,14 @@ def config_file(urls: list[str], **health: float) -> Path:
 
 def edge_for(urls: list[str], **health: float) -> Edge:
     return edge_process(None, extra=("--config", str(config_file(urls, **health))))
+
+
+@contextlib.contextmanager
+def serving(edge: Edge) -> Iterator[Edge]:
+    """`edge` started, its admin listener too (it opens just after the public one)."""
+    with started(edge) as running:
+        wait_for_port(running.admin_port)
+        yield running
 
 
 def get(edge: Edge, path: str = "/echo", cookie: str | None = None, method: str = "GET",
@@ -113,6 +122,15 @@ def origin_states(edge: Edge) -> dict[str, dict[str, object]]:
     return {entry["origin"]: entry for entry in listing}
 
 
+def state_of(edge: Edge, url: str) -> str | None:
+    """An origin's state as the edge sees it; None while its admin listener is not up
+    yet (it starts just after the public one, which is what `started` waits for)."""
+    try:
+        return str(origin_states(edge)[url]["state"])
+    except OSError:
+        return None
+
+
 def metrics_text(edge: Edge) -> str:
     url = f"http://{LOOPBACK}:{edge.admin_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
@@ -130,7 +148,7 @@ def three() -> Iterator[list[RecordingOrigin]]:
 @pytest.fixture(scope="module")
 def two_edges(three: list[RecordingOrigin]) -> Iterator[tuple[Edge, Edge]]:
     urls = [o.url for o in three]
-    with started(edge_for(urls)) as first, started(edge_for(urls)) as second:
+    with serving(edge_for(urls)) as first, serving(edge_for(urls)) as second:
         yield first, second
 
 
@@ -205,7 +223,7 @@ def test_a_get_whose_connect_fails_is_retried_on_another_origin_a_post_is_not(
     live = three[0]
     # Slow checks and a high threshold: the dead origin stays "up" for the test, so
     # every request that names it really tries to connect there.
-    with started(edge_for([dead, live.url], interval=30.0, timeout=1.0,
+    with serving(edge_for([dead, live.url], interval=30.0, timeout=1.0,
                           unhealthy_threshold=10)) as edge:
         route = parse_route("*/*", [dead, live.url], "routes[0]")
         to_dead = f"{COOKIE}={cookie_value(derive_key(SECRET), route, route.origins[0]).decode()}"
@@ -224,9 +242,8 @@ def test_a_get_whose_connect_fails_is_retried_on_another_origin_a_post_is_not(
 
 def test_no_healthy_origin_is_a_502() -> None:
     urls = [f"http://{LOOPBACK}:{free_port()}" for _ in range(2)]
-    with started(edge_for(urls)) as edge:
-        assert wait_until(lambda: all(s["state"] == "down"
-                                      for s in origin_states(edge).values()), timeout=10)
+    with serving(edge_for(urls)) as edge:
+        assert wait_until(lambda: all(state_of(edge, u) == "down" for u in urls), timeout=10)
         status, _, body = get(edge)
         assert (status, body) == (502, b"Edge Proxy Error: no healthy origin\n")
         event = edge.wait_event(lambda e: e.get("errorClass") == "no-healthy-origin")
@@ -268,7 +285,7 @@ def test_drain_from_the_admin_listener(
 
 def test_an_origin_that_goes_down_gets_its_websockets_closed_with_1012() -> None:
     with RecordingOrigin() as failing, RecordingOrigin() as healthy, \
-            started(edge_for([failing.url, healthy.url], interval=0.2)) as edge:
+            serving(edge_for([failing.url, healthy.url], interval=0.2)) as edge:
         route = parse_route("*/*", [failing.url, healthy.url], "routes[0]")
         to_failing = cookie_value(derive_key(SECRET), route, route.origins[0]).decode()
 
@@ -323,7 +340,7 @@ def replica_edges(replicas: list[GuardedStreamlit]) -> Iterator[tuple[Edge, Edge
     # must not move sessions.
     health = {"interval": HEALTH_INTERVAL, "timeout": HEALTH_INTERVAL,
               "unhealthy_threshold": 2}
-    with started(edge_for(urls, **health)) as first, started(edge_for(urls, **health)) as second:
+    with serving(edge_for(urls, **health)) as first, serving(edge_for(urls, **health)) as second:
         yield first, second
 
 
@@ -491,12 +508,12 @@ def test_a_killed_replica_loses_its_sessions_to_live_ones_and_comes_back(
         victim, still_open = await lose_a_replica(replicas, replica_edges)
         url = replicas[victim].base_url
         for edge in replica_edges:
-            assert wait_until(lambda e=edge: origin_states(e)[url]["state"] == "down", 10)
+            assert wait_until(lambda e=edge: state_of(e, url) == "down", 10)
         # Down, it takes no new session, though it has the fewest WebSockets (none).
         assert victim not in [replica_of(browse(edge), replicas) for edge in replica_edges * 3]
         with start_guarded_streamlit(secrets=(SECRET,), port=replicas[victim].port):
             for edge in replica_edges:
-                assert wait_until(lambda e=edge: origin_states(e)[url]["state"] == "up", 10)
+                assert wait_until(lambda e=edge: state_of(e, url) == "up", 10)
             # Back, it has the fewest WebSockets: the next new sessions go there.
             for edge in replica_edges:
                 fresh = await hold(edge, browse(edge))
