@@ -12,15 +12,11 @@ import pytest
 from tests.demo.helpers import guarded_stack
 from tests.examples.nginx_setup import nginx
 from tests.support import free_port
+from tests.support.browser import APP_TIMEOUT_MS, launch_chromium
 from wsgate.demo.stack import DemoStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.streamlit, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-# No sandbox (containers, root), no GPU, and nothing that talks to the network on its own.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-APP_TIMEOUT_MS = 60_000  # first render under load: Streamlit + chart libraries
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -33,11 +29,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
     with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS,
-                                              headless=True)
+        instance = launch_chromium(playwright)
         yield instance
         instance.close()
 

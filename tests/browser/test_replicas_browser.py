@@ -14,14 +14,11 @@ import pytest
 from tests.edge.test_origins import config_file, origin_states, serving
 from tests.guard.fixtures import start_guarded_streamlit
 from tests.support import SECRET, Edge, edge_process, free_port, wait_until
+from tests.support.browser import APP_TIMEOUT_MS, launch_chromium
 from wsgate.demo.stack import bundled_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.streamlit, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-APP_TIMEOUT_MS = 60_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -44,8 +41,6 @@ def open_websockets(edge: Edge) -> int:
 
 
 def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     with contextlib.ExitStack() as stack:
@@ -55,8 +50,7 @@ def test_the_counter_survives_a_new_edge_process(tmp_path: Path) -> None:
         config = config_file([r.base_url for r in replicas], interval=1.0, timeout=1.0,
                              unhealthy_threshold=2)
         playwright = stack.enter_context(sync_api.sync_playwright())
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS,
-                                             headless=True)
+        browser = launch_chromium(playwright)
         stack.callback(browser.close)
         page = browser.new_page()
         console: list[str] = []  # for the failure message: the frontend says why

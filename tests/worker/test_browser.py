@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.demo.helpers import guarded_stack
+from tests.support.browser import APP_TIMEOUT_MS, launch_chromium
 from tests.worker.targets import target_process
 from wsgate.demo.stack import DemoStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.streamlit, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-# No sandbox (containers, root), no GPU, and nothing that talks to the network on its own.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-APP_TIMEOUT_MS = 60_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -31,14 +26,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
 
 
 def test_demo_renders_and_round_trips_through_the_worker(stack: DemoStack) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
     plan = stack.plan
     worker = target_process("worker", [("*/*", plan.origin_url)], secret=stack.secret,
                             port=plan.edge_port)
     with worker, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS,
-                                             headless=True)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             console: list[str] = []
