@@ -8,7 +8,7 @@ of click here puts them in wsgate.pot for `pybabel extract`.
 
 from __future__ import annotations
 
-from wsgate.i18n import N_
+from wsgate.i18n import N_, ngettext
 
 CLICK_MESSAGES = (
     N_("Usage:"),
@@ -34,6 +34,15 @@ CLICK_MESSAGES = (
     N_("{value!r} is not a valid {number_type}."),
     N_("{value} is not in the range {range}."),
     N_("{name} {filename!r} does not exist."),
+)
+# Plural ones: listed as calls so extraction keeps both forms (never run: nothing
+# imports this module).
+CLICK_PLURALS = (
+    ngettext("Did you mean {possibility}?", "(Did you mean one of: {possibilities}?)", 1),
+    ngettext("Got unexpected extra argument ({args})",
+             "Got unexpected extra arguments ({args})", 1),
+    ngettext("Option {name!r} requires an argument.",
+             "Option {name!r} requires {nargs} arguments.", 1),
 )
 # Not "file", "directory" or "path": click also shows them as metavars (FILE), which
 # stay ASCII like every placeholder.

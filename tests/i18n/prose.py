@@ -14,9 +14,10 @@ PROPER_NAMES = ("Cloudflare Worker", "Cloud Run", "Google Cloud", "AWS ALB", "Pl
                 "Switching Protocols", "Bad Gateway", "Gateway Timeout", "Service Unavailable")
 IDS = sorted({*CHECK_ORDER, *(c.id for c in CAUSES), UNEXPLAINED.id}, key=len, reverse=True)
 TECHNICAL = [
-    re.compile(r"\S*python[\d.]* -m wsgate\b"),  # the program name in a usage line
-    re.compile(r"^ *(?:[A-Z_]+=\S+ )?(?:wsgate|wrangler|gcloud) .*?(?=#|$)",
+    re.compile(r"\S*python[\d.]* -m wsgate(?: [a-z][a-z-]*)*"),  # a usage line's program
+    re.compile(r"^ *(?:[A-Z_]+=\S+ )?(?:wsgate|wrangler|gcloud|cd|kill) .*?(?=#|$)",
                re.M),  # example command lines
+    re.compile(r"^ {2}[a-z][a-z0-9-]*(?= {2,})", re.M),  # a command in a help's list
     re.compile(r"`[^`]*`"),  # commands, config lines
     re.compile(r"\b[a-z][a-z0-9+.-]*://\S+"),  # URLs
     re.compile(r"\bwsgate [a-z]+\b"),  # the command a report is headed with

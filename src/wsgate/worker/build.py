@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Final
 
 from wsgate.config import EdgeConfig
+from wsgate.i18n import _
 from wsgate.worker.rules import worker_rules
 
 TEMPLATE: Final = "worker.js"
@@ -61,8 +62,8 @@ def render_wrangler(config: EdgeConfig, name: str) -> str:
 
 def check_name(name: str) -> None:
     if not _NAME_RE.fullmatch(name):
-        raise ValueError(f"--name: {name!r} is not a Worker name (lowercase letters, digits "
-                         "and dashes, at most 63)")
+        raise ValueError(_("--name: {name!r} is not a Worker name (lowercase letters, digits "
+                           "and dashes, at most 63)").format(name=name))
 
 
 def write_worker(config: EdgeConfig, out_dir: Path, name: str = DEFAULT_NAME) -> list[Path]:

@@ -16,6 +16,7 @@ from typing import IO, NoReturn
 import click
 
 from wsgate.config import ConfigError, EdgeConfig, load_config
+from wsgate.i18n import _
 from wsgate.worker import workerd
 from wsgate.worker.build import DEFAULT_NAME, write_worker
 from wsgate.worker.rules import check_platform, platform_notes
@@ -44,40 +45,46 @@ def _checked(command: str, load: Callable[[], EdgeConfig]) -> EdgeConfig:
         config = load()
         check_platform(config)
     except ConfigError as exc:
-        _fail(command, f"configuration error: {exc}")
+        _fail(command, _("configuration error: {error}").format(error=exc))
     for note in platform_notes(config):
         click.echo(f"wsgate worker {command}: {note}", err=True)
     return config
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(help=_("Build the edge as a Cloudflare Worker, or run it locally in workerd."),
+             context_settings={"help_option_names": ["-h", "--help"]})
 def worker() -> None:
-    """Build the edge as a Cloudflare Worker, or run it locally in workerd."""
+    """`wsgate worker`."""
 
 
-@worker.command()
+BUILD_HELP = _("""Write worker.js and wrangler.toml from the edge configuration.
+
+\b
+Example:
+  wsgate worker build --config examples/edge.toml --out worker
+  cd worker && wrangler secret put CF_SECRET && wrangler deploy
+""")
+
+
+@worker.command(help=BUILD_HELP)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Edge TOML file, the same one `wsgate edge --config` reads.")
+              help=_("Edge TOML file, the same one `wsgate edge --config` reads."))
 @click.option("--out", "out_dir", default="worker", show_default=True,
-              type=click.Path(file_okay=False), help="Folder for worker.js and wrangler.toml.")
-@click.option("--name", default=DEFAULT_NAME, show_default=True, help="The Worker's name.")
+              type=click.Path(file_okay=False), help=_("Folder for worker.js and wrangler.toml."))
+@click.option("--name", default=DEFAULT_NAME, show_default=True, help=_("The Worker's name."))
 def build(config_path: str | None, out_dir: str, name: str) -> None:
-    """Write worker.js and wrangler.toml from the edge configuration.
-
-    \b
-    Example:
-      wsgate worker build --config examples/edge.toml --out worker
-      cd worker && wrangler secret put CF_SECRET && wrangler deploy
-    """
+    """`wsgate worker build`; its help is BUILD_HELP."""
     config = _checked("build", lambda: load_for_build(config_path))
     try:
         paths = write_worker(config, Path(out_dir), name)
     except ValueError as exc:
         _fail("build", str(exc))
     except OSError as exc:
-        _fail("build", f"--out: cannot write {out_dir!r}: {exc.strerror or exc}")
-    click.echo(f"wrote {', '.join(str(p) for p in paths)}; secret: "
-               f"`wrangler secret put {config.secret_env}`, then `wrangler deploy`", err=True)
+        _fail("build", _("--out: cannot write {path!r}: {error}").format(
+            path=out_dir, error=exc.strerror or exc))
+    click.echo(_("wrote {paths}; secret: `wrangler secret put {name}`, then `wrangler deploy`"
+                 ).format(paths=", ".join(str(p) for p in paths), name=config.secret_env),
+               err=True)
 
 
 @contextlib.contextmanager
@@ -89,18 +96,22 @@ def _folder(out_dir: str | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-@worker.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Edge TOML file, the same one `wsgate edge --config` reads.")
-@click.option("--listen", help="HOST:PORT for workerd (default: the config's listen).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Keep the built Worker and workerd config here (default: a temporary folder).")
-def dev(config_path: str | None, listen: str | None, out_dir: str | None) -> None:
-    """Run the Worker locally in workerd (outbound network: loopback only).
+DEV_HELP = _("""Run the Worker locally in workerd (outbound network: loopback only).
 
-    The secret is read as `wsgate edge` reads it (secret_env / secret_file) and handed
-    to workerd as a binding through its environment, never through a file.
-    """
+The secret is read as `wsgate edge` reads it (secret_env / secret_file) and handed
+to workerd as a binding through its environment, never through a file.
+""")
+
+
+@worker.command(help=DEV_HELP)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help=_("Edge TOML file, the same one `wsgate edge --config` reads."))
+@click.option("--listen", help=_("HOST:PORT for workerd (default: the config's listen)."))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help=_("Keep the built Worker and workerd config here (default: a temporary "
+                     "folder)."))
+def dev(config_path: str | None, listen: str | None, out_dir: str | None) -> None:
+    """`wsgate worker dev`; its help is DEV_HELP."""
     cli = {"listen": listen} if listen else None
     config = _checked("dev", lambda: load_config(config_path, cli))
     try:
@@ -109,13 +120,15 @@ def dev(config_path: str | None, listen: str | None, out_dir: str | None) -> Non
         _fail("dev", str(exc))
     reported = workerd.reported_version(binary)
     if not workerd.version_matches(reported):
-        click.echo(f"wsgate worker dev: {binary} is {reported or 'of unknown version'}; wsgate "
-                   f"is tested with workerd@{workerd.WORKERD_VERSION} "
-                   f"(`{workerd.install_command()}`)", err=True)
+        click.echo("wsgate worker dev: " + _(
+            "{binary} is {version}; wsgate is tested with workerd@{tested} (`{install}`)").format(
+                binary=binary, version=reported or _("of unknown version"),
+                tested=workerd.WORKERD_VERSION, install=workerd.install_command()), err=True)
     host, port = config.listen_addr
     problem = workerd.listen_problem(host, port)
     if problem:
-        click.echo(f"wsgate worker dev: cannot listen on {config.listen}: {problem}", err=True)
+        click.echo("wsgate worker dev: " + _("cannot listen on {address}: {problem}").format(
+            address=config.listen, problem=problem), err=True)
         sys.exit(1)
     with _folder(out_dir) as folder:
         write_worker(config, folder)
@@ -132,7 +145,8 @@ def _serve(binary: Path, folder: Path, environ: dict[str, str], config: EdgeConf
         try:
             log = open(config.log_file, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            _fail("dev", f"log_file: cannot open {config.log_file!r}: {exc.strerror or exc}")
+            _fail("dev", _("log_file: cannot open {path!r}: {error}").format(
+                path=config.log_file, error=exc.strerror or exc))
     process = workerd.start(binary, folder, environ, log)
     stopping = False
 
@@ -146,17 +160,19 @@ def _serve(binary: Path, folder: Path, environ: dict[str, str], config: EdgeConf
     try:
         if workerd.wait_listening(process, host, port, 30.0):
             shown = f"[{host}]" if ":" in host else host
+            routes = ", ".join(f"{r.pattern} -> {r.origin.url}" for r in config.routes)
+            # "workerd serving URL" stays as it is in every language (read by scripts).
             click.echo(f"wsgate worker dev: workerd serving http://{shown}:{port} "
-                       f"({', '.join(f'{r.pattern} -> {r.origin.url}' for r in config.routes)}; "
-                       "outbound loopback only)", err=True)
+                       + _("({routes}; outbound loopback only)").format(routes=routes), err=True)
         code = process.wait()
     finally:
         workerd.stop(process)
         if log is not None:
             log.close()
     if stopping:
-        click.echo("wsgate worker dev: stopped", err=True)
+        click.echo("wsgate worker dev: " + _("stopped"), err=True)
         return 0
-    click.echo(f"wsgate worker dev: workerd exited with status {code}", err=True)
+    click.echo("wsgate worker dev: " + _("workerd exited with status {code}").format(code=code),
+               err=True)
     return 1 if code == 0 else code if code > 0 else 1
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from wsgate.config import ConfigError, EdgeConfig, ip_literal
+from wsgate.i18n import N_, _
 from wsgate.policy import headers as hp
 
 # On Cloudflare the client address is the header Cloudflare sets on every request.
@@ -30,7 +31,8 @@ class Notice:
     replacement: str
 
     def __str__(self) -> str:
-        return f"{self.key}: not applied by the Worker; {self.replacement}"
+        return _("{key}: not applied by the Worker; {replacement}").format(
+            key=self.key, replacement=_(self.replacement))
 
 
 def _names(values: frozenset[bytes] | set[bytes]) -> list[str]:
@@ -86,35 +88,35 @@ APPLIED: Final = frozenset({
     "affinity_cookie", "health.",
 })
 REPLACED: Final[dict[str, str]] = {
-    "admin_listen": "no /metrics, /healthz or /readyz: use the Workers dashboard (Metrics) "
-                    "and `wsgate doctor URL`",
-    "log_file": "the Worker writes its JSON lines with console.log: read them with "
-                "`wrangler tail --format json` (into `wsgate logs`) or in Workers Logs",
-    "tls_cert": "Cloudflare terminates TLS with the zone's edge certificate",
-    "tls_key": "Cloudflare terminates TLS with the zone's edge certificate",
-    "origin_ca_file": "the Worker verifies https origins against public CAs: give the "
-                      "origin a publicly trusted certificate",
-    "workers": "Cloudflare runs the Worker in every location; there are no processes to set",
-    "timeouts.websocket_ping_interval": "the Worker returns the origin's 101 untouched and "
+    "admin_listen": N_("no /metrics, /healthz or /readyz: use the Workers dashboard (Metrics) "
+                       "and `wsgate doctor URL`"),
+    "log_file": N_("the Worker writes its JSON lines with console.log: read them with "
+                   "`wrangler tail --format json` (into `wsgate logs`) or in Workers Logs"),
+    "tls_cert": N_("Cloudflare terminates TLS with the zone's edge certificate"),
+    "tls_key": N_("Cloudflare terminates TLS with the zone's edge certificate"),
+    "origin_ca_file": N_("the Worker verifies https origins against public CAs: give the "
+                         "origin a publicly trusted certificate"),
+    "workers": N_("Cloudflare runs the Worker in every location; there are no processes to set"),
+    "timeouts.websocket_ping_interval": N_("the Worker returns the origin's 101 untouched and "
         "cannot inject pings; Cloudflare closes WebSockets idle for 100 s, so keep the "
-        "origin's pings below that (Streamlit server.websocketPingInterval)",
-    "limits.max_header_bytes": "Cloudflare limits request headers itself (32 KiB, answered "
-                               "with 431 before the Worker runs)",
-    "limits.max_header_count": "Cloudflare bounds request headers itself",
-    "limits.write_buffer_bytes": "the Workers runtime applies its own flow control",
-    "limits.upstream_keepalive": "Cloudflare pools origin connections itself",
-    "limits.min_body_rate": "Cloudflare bounds slow uploads itself",
-    "timeouts.connect": "Cloudflare gives up on an unreachable origin itself (the Worker "
-                        "answers 502)",
-    "timeouts.client_idle": "Cloudflare closes idle client connections itself",
-    "timeouts.request_header": "Cloudflare bounds slow request heads itself",
-    "timeouts.client_body": "Cloudflare bounds slow uploads itself",
-    "timeouts.upstream_idle": "Cloudflare pools origin connections itself",
-    "timeouts.drain": "`wrangler deploy` lets in-flight requests finish",
-    "timeouts.reload_websockets": "`wrangler deploy` lets open WebSockets run on the old "
-                                  "version",
-    "admission.": "per-client limits on Cloudflare are rate limiting rules (Security > WAF), "
-                  "set on the zone rather than in the Worker",
+        "origin's pings below that (Streamlit server.websocketPingInterval)"),
+    "limits.max_header_bytes": N_("Cloudflare limits request headers itself (32 KiB, answered "
+                                  "with 431 before the Worker runs)"),
+    "limits.max_header_count": N_("Cloudflare bounds request headers itself"),
+    "limits.write_buffer_bytes": N_("the Workers runtime applies its own flow control"),
+    "limits.upstream_keepalive": N_("Cloudflare pools origin connections itself"),
+    "limits.min_body_rate": N_("Cloudflare bounds slow uploads itself"),
+    "timeouts.connect": N_("Cloudflare gives up on an unreachable origin itself (the Worker "
+                           "answers 502)"),
+    "timeouts.client_idle": N_("Cloudflare closes idle client connections itself"),
+    "timeouts.request_header": N_("Cloudflare bounds slow request heads itself"),
+    "timeouts.client_body": N_("Cloudflare bounds slow uploads itself"),
+    "timeouts.upstream_idle": N_("Cloudflare pools origin connections itself"),
+    "timeouts.drain": N_("`wrangler deploy` lets in-flight requests finish"),
+    "timeouts.reload_websockets": N_("`wrangler deploy` lets open WebSockets run on the old "
+                                     "version"),
+    "admission.": N_("per-client limits on Cloudflare are rate limiting rules (Security > WAF), "
+                     "set on the zone rather than in the Worker"),
 }
 
 
@@ -172,7 +174,7 @@ def platform_notes(config: EdgeConfig) -> list[Notice]:
             notes.append(Notice(key, REPLACED[entry]))
     for i, route in enumerate(config.routes):
         if ip_literal(route.origin.host):
-            notes.append(Notice(f"routes[{i}].origin", "Cloudflare refuses fetch() to an IP "
-                                "address (error 1003): give the origin a host name before "
-                                "deploying (fine for `wsgate worker dev`)"))
+            notes.append(Notice(f"routes[{i}].origin", N_(
+                "Cloudflare refuses fetch() to an IP address (error 1003): give the origin a "
+                "host name before deploying (fine for `wsgate worker dev`)")))
     return notes

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from wsgate.config import EdgeConfig
+from wsgate.i18n import _
 from wsgate.worker.build import COMPATIBILITY_DATE
 
 WORKERD_VERSION: Final = "1.20261117.1"
@@ -43,7 +44,8 @@ def find_workerd(environ: Mapping[str, str], cwd: Path) -> Path:
     explicit = environ.get(ENV_BINARY)
     if explicit:
         if not os.access(explicit, os.X_OK):
-            raise WorkerdMissing(f"{ENV_BINARY}={explicit} is not an executable workerd")
+            raise WorkerdMissing(_("{variable}={path} is not an executable workerd").format(
+                variable=ENV_BINARY, path=explicit))
         return Path(explicit)
     for folder in (cwd / INSTALL_PREFIX, cwd):
         candidate = folder / "node_modules" / ".bin" / "workerd"
@@ -53,11 +55,11 @@ def find_workerd(environ: Mapping[str, str], cwd: Path) -> Path:
     if found:
         return Path(found)
     if shutil.which("node") is None or shutil.which("npm") is None:
-        raise WorkerdMissing("workerd is not installed and it needs Node.js and npm: install "
-                             f"them (Debian: apt-get install nodejs npm), then run "
-                             f"`{install_command()}`")
-    raise WorkerdMissing(f"workerd is not installed: run `{install_command()}` "
-                         f"(or set {ENV_BINARY} to its path)")
+        raise WorkerdMissing(_("workerd is not installed and it needs Node.js and npm: install "
+                               "them (Debian: apt-get install nodejs npm), then run "
+                               "`{install}`").format(install=install_command()))
+    raise WorkerdMissing(_("workerd is not installed: run `{install}` (or set {variable} to its "
+                           "path)").format(install=install_command(), variable=ENV_BINARY))
 
 
 def reported_version(binary: Path) -> str:
