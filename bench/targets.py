@@ -192,5 +192,36 @@ def wsgate_target(workdir: Path, origin_port: int, secret: str, cpu: int | None,
                                           {"WSGATE_SECRET": secret}))
 
 
+THREE_ORIGINS_TOML = """\
+listen = "127.0.0.1:{port}"
+log_file = "{log}"
+forwarded_proto = "https"
+admin_listen = "127.0.0.1:{admin}"
+
+[[routes]]
+pattern = "*/*"
+origins = [{origins}]
+
+[health]
+path = "/static/x.js"  # what the bench origin answers with 200
+"""
+
+
+def wsgate_three_origins_target(workdir: Path, origin_ports: list[int], secret: str,
+                                cpu: int | None, extra_args: list[str]) -> Target:
+    """`wsgate edge` with one route over three origins (affinity cookie, least-loaded
+    choice, health checks): the cost of several origins next to the one-origin target."""
+    port = free_port()
+    d = workdir / "wsgate-3"
+    d.mkdir(parents=True, exist_ok=True)
+    origins = ", ".join(f'"http://127.0.0.1:{p}"' for p in origin_ports)
+    (d / "edge.toml").write_text(THREE_ORIGINS_TOML.format(
+        port=port, log=d / "events.jsonl", admin=free_port(), origins=origins))
+    argv = pinned(cpu, [sys.executable, "-m", "wsgate", "edge", "--config", str(d / "edge.toml"),
+                        *extra_args])
+    return Target("wsgate-3", port, Process("wsgate-3", argv, port, d / "stderr.log",
+                                            {"WSGATE_SECRET": secret}))
+
+
 def direct_target(origin_port: int, secret: str) -> Target:
     return Target("direct", origin_port, None, {SECRET_HEADER: secret})
