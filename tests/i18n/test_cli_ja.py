@@ -85,3 +85,12 @@ def test_english_stays_the_default() -> None:
     result = wsgate("doctor")
     assert result.returncode == 2
     assert "Error: Missing argument 'URL'." in result.stderr
+
+
+def test_lang_en_wins_over_a_japanese_locale() -> None:
+    result = wsgate("doctor", "--help", lang=("--lang", "en"),
+                    env=environment(LANG="ja_JP.UTF-8", LANGUAGE="ja"))
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: ")
+    assert "Probe URL hop by hop" in result.stdout
+    assert "使い方" not in result.stdout
