@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.i18n.prose import english_prose, environment
-from tests.support import LOOPBACK, edge_process, free_port, wsgate_command
+from tests.support import LOOPBACK, edge_process, free_port, wait_until, wsgate_command
 
 
 def wsgate_ja(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,15 +32,19 @@ def test_edge_check_says_valid_in_japanese() -> None:
     assert result.stderr == "wsgate edge: フラグと環境変数による設定は有効です\n"
 
 
-def test_a_running_edge_reports_in_japanese() -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])  # one process, or under the supervisor
+def test_a_running_edge_reports_in_japanese(workers: str) -> None:
     edge = edge_process(f"http://{LOOPBACK}:{free_port()}", admin=False,
-                        env={"WSGATE_LANG": "ja"})
+                        extra=("--workers", workers), env={"WSGATE_LANG": "ja"})
     edge.start(30)
     try:
+        # The port accepts once bound; the ready line comes when the workers serve.
+        assert wait_until(lambda: "listening on" in edge.output(), timeout=30), edge.output()
         assert edge.stop() is not None
     finally:
         edge.stop()
     console = edge.output()
     assert f"wsgate edge listening on http://{LOOPBACK}:{edge.port}" in console
+    assert "シークレット用ヘッダー X-CF-Secret" in console
     assert "wsgate edge: ドレイン中\n" in console
     assert "wsgate edge: 停止しました\n" in console

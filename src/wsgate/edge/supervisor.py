@@ -42,6 +42,7 @@ from wsgate.edge.admin import start_admin
 from wsgate.edge.metrics import SupervisorMetrics
 from wsgate.edge.worker_metrics import WorkersCollector
 from wsgate.edge.worker_process import control_event, encode_config, reopen_events
+from wsgate.i18n import _
 from wsgate.logs.events import EventWriter, Severity
 
 STARTUP_TIMEOUT: Final = 30.0  # seconds for a new worker to accept (imports included)
@@ -148,8 +149,9 @@ def serving_summary(config: EdgeConfig, admin: asyncio.Server | None) -> str:
     extra = ""
     if admin is not None:
         a_host, a_port = admin.sockets[0].getsockname()[:2]
-        extra = f"; admin on http://{a_host}:{a_port}"
-    secret = f"secret header {config.secret_header}" if config.secret else "NO SECRET"
+        extra = "; " + _("admin on {url}").format(url=f"http://{a_host}:{a_port}")
+    secret = (_("secret header {name}").format(name=config.secret_header) if config.secret
+              else _("NO SECRET"))
     return f"{routes}; {secret}{extra}"
 
 
@@ -247,8 +249,9 @@ class Supervisor:
 
     def _refuse(self, problem: str) -> None:
         self.metrics.reloads.labels("invalid").inc()
-        click.echo(f"wsgate edge: reload refused, still serving generation "
-                   f"{self.generation}: {problem}", err=True)
+        click.echo("wsgate edge: " + _("reload refused, still serving generation {generation}: "
+                                      "{problem}").format(generation=self.generation,
+                                                          problem=problem), err=True)
         self.event(f"reload refused; generation {self.generation} keeps serving",
                    "ERROR", error_class="reload-invalid-config", error=problem)
 
@@ -257,8 +260,9 @@ class Supervisor:
         started = await self._start_generation(config, generation)
         if isinstance(started, str):
             self.metrics.reloads.labels("failed").inc()
-            click.echo(f"wsgate edge: reload failed, still serving generation "
-                       f"{self.generation}: {started}", err=True)
+            click.echo("wsgate edge: " + _("reload failed, still serving generation {generation}: "
+                                          "{problem}").format(generation=self.generation,
+                                                              problem=started), err=True)
             self.event(f"reload failed; generation {self.generation} keeps serving", "ERROR",
                        error_class="reload-worker-failed", error=started)
             return
@@ -404,8 +408,8 @@ class Supervisor:
         self.metrics.worker_restarts.inc()
         self.event(f"{dead.name} died ({describe_exit(code)}); restarting it in {delay:g} s",
                    "ERROR", error_class="worker-died", error=describe_exit(code))
-        click.echo(f"wsgate edge: {dead.name} died ({describe_exit(code)}); restarting",
-                   err=True)
+        click.echo("wsgate edge: " + _("{name} died ({why}); restarting").format(
+            name=dead.name, why=describe_exit(code)), err=True)
         while True:
             await asyncio.sleep(delay)
             if self.stopping or self.current.get(dead.slot) is not dead:
@@ -436,12 +440,14 @@ async def supervise(config: EdgeConfig, load: Callable[[], EdgeConfig],
     try:
         supervisor = Supervisor(config, load, writer)
     except OSError as exc:
-        click.echo(f"wsgate edge: cannot listen: {exc.strerror or exc}", err=True)
+        click.echo("wsgate edge: " + _("cannot listen: {error}").format(error=exc.strerror or exc),
+                   err=True)
         return 1
     try:
         problem = await supervisor.start()
     except OSError as exc:
-        problem = f"admin_listen: cannot listen: {exc.strerror or exc}"
+        problem = "admin_listen: " + _("cannot listen: {error}").format(
+            error=exc.strerror or exc)
     if problem:
         click.echo(f"wsgate edge: {problem}", err=True)
         await supervisor.stop()
@@ -453,10 +459,10 @@ async def supervise(config: EdgeConfig, load: Callable[[], EdgeConfig],
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
     await stop.wait()
-    click.echo("wsgate edge: draining", err=True)
+    click.echo("wsgate edge: " + _("draining"), err=True)
     await supervisor.stop()
     writer.flush()
-    click.echo("wsgate edge: stopped", err=True)
+    click.echo("wsgate edge: " + _("stopped"), err=True)
     return 0
 
 
