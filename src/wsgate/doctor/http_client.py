@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import ssl
 from collections.abc import Mapping
@@ -18,9 +19,22 @@ import h11
 
 from wsgate import __version__
 from wsgate.doctor.target import Target
-from wsgate.i18n import _
+from wsgate.i18n import N_, _
 
 USER_AGENT = f"wsgate-doctor/{__version__}"
+# The network errors users meet, worded as glibc's strerror/gai_strerror (so English
+# output is the system's) and translated; any other error shows as the system says it.
+OS_ERRORS: dict[int, str] = {
+    errno.EHOSTUNREACH: N_("No route to host"),
+    errno.ENETUNREACH: N_("Network is unreachable"),
+    errno.EADDRNOTAVAIL: N_("Cannot assign requested address"),
+    errno.EPIPE: N_("Broken pipe"),
+}
+DNS_ERRORS: dict[int, str] = {
+    socket.EAI_NONAME: N_("Name or service not known"),
+    socket.EAI_AGAIN: N_("Temporary failure in name resolution"),
+    socket.EAI_FAIL: N_("Non-recoverable failure in name resolution"),
+}
 MAX_BODY = 256 * 1024
 # Response headers that name the proxies on the path.
 PROXY_HEADERS = ("server", "via", "cf-ray", "x-worker-proxy", "x-request-id")
@@ -161,10 +175,13 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return _("connection refused")
     if isinstance(exc, socket.gaierror):
-        return _("name resolution failed: {reason}").format(reason=exc.strerror or exc)
+        known = DNS_ERRORS.get(exc.errno or 0)
+        return _("name resolution failed: {reason}").format(
+            reason=_(known) if known else exc.strerror or exc)
     if isinstance(exc, EOFError | h11.RemoteProtocolError | ConnectionResetError):
         return _("connection closed without a valid HTTP answer ({error})").format(
             error=type(exc).__name__)
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
+        known = OS_ERRORS.get(exc.errno or 0)
+        return _(known) if known else exc.strerror or str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
