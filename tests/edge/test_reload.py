@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.sync.client import connect as sync_connect
 
 from tests.edge.worker_support import (
     Outcome,
@@ -28,6 +29,7 @@ from tests.edge.worker_support import (
     client_loop,
     get,
     metric,
+    metrics_text,
     readyz,
 )
 from tests.support import REPO, Edge, edge_process, started, wait_until, wsgate_command
@@ -303,3 +305,54 @@ def test_the_systemd_unit_checks_before_it_starts_and_reloads(tmp_path: Path) ->
         result = run_check(*args)
         assert result.returncode == 0, (line, result.stderr)
         assert "workers = " in result.stdout and OLD_SECRET not in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_with_a_route_of_several_origins(tmp_path: Path, workers: int) -> None:
+    """Per-origin state (health checks and their metrics) passes to the new generation."""
+    settings = {"workers": workers, "health": {"path": "/health", "interval": 1.0,
+                                               "timeout": 0.5}}
+    with SecretOrigin("A", "edge-test") as a, SecretOrigin("B", "edge-test") as b:
+        edge = edge_process(None, settings=settings, routes=[("*/*", a.url)],
+                            secret="edge-test")
+
+        def configure(marker: str) -> None:
+            config_path(edge).write_text(
+                config_toml({**settings, "marker_header": f"X-Generation: {marker}"})
+                + f'[[routes]]\npattern = "*/*"\norigins = ["{a.url}", "{b.url}"]\n')
+
+        configure("one")
+        with started(edge):
+            assert wait_until(lambda: serving(edge, 2) if workers == 2 else True, 30)
+            # A WebSocket keeps the old generation retiring while metrics are read.
+            with sync_connect(f"ws://127.0.0.1:{edge.port}/stream", open_timeout=10) as kept:
+                configure("two")
+                edge.signal(signal.SIGHUP)
+                edge.wait_event(lambda e: e["message"].startswith("reloaded"), 30)
+                answers = asyncio.run(burst(edge.port, 8))
+                assert {o.status for o in answers} == {200}
+                assert wait_until(lambda: metric(edge.admin_port, "wsgate_edge_origin_up",
+                                                 origin=b.url) >= 1, 10)
+                assert "reload refused" not in edge.output()
+                assert "Traceback" not in edge.all_output()
+                # One family per metric while the old generation retires (a scrape with a
+                # metric twice is invalid for Prometheus).
+                text = metrics_text(edge.admin_port)
+                assert text.count("# TYPE wsgate_edge_origin_up gauge") == 1
+                kept.send("still here")
+                assert kept.recv(timeout=10) in ("A:still here", "B:still here")
+
+
+@pytest.mark.slow
+def test_sighup_while_the_workers_start_reloads_once_they_are_up(tmp_path: Path) -> None:
+    settings = {"workers": 2, "marker_header": "X-Generation: one"}
+    with SecretOrigin("A", "edge-test") as a, started(edge_process(
+            None, settings=settings, routes=[("*/*", a.url)], secret="edge-test")) as edge:
+        # The port is bound first; the workers take about a second to start.
+        write_config(edge, {**settings, "marker_header": "X-Generation: two"}, a.url)
+        edge.signal(signal.SIGHUP)
+        edge.wait_event(lambda e: e["message"].startswith("reloaded"), 30)
+        assert edge.alive()
+        assert wait_until(lambda: serving(edge, 2), 30)
+        assert metric(edge.admin_port, "wsgate_edge_config_generation") == 2

@@ -137,13 +137,15 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
     metrics = EdgeMetrics()
     server = EdgeServer(config, logger, metrics, writer)
     edge = SingleEdge(server, load, writer, logger)
+    # Signals count from now: a SIGHUP or SIGTERM while starting must neither kill the
+    # edge (the default action) nor be lost.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, edge.request_reload)
     try:
-        await server.start()
-        admin = None
-        if config.admin_addr is not None:
-            admin = await start_admin(*config.admin_addr, metrics.registry,
-                                      lambda: not edge.server.draining,
-                                      lambda m, t: edge.server.balancer.admin(m, t))
+        admin = await edge.start(config.admin_addr)
     except ssl.SSLError as exc:
         click.echo("wsgate edge: " + _("tls_cert/tls_key: cannot load: {error}").format(
             error=exc.reason or exc), err=True)
@@ -156,11 +158,6 @@ async def _serve(config: EdgeConfig, load: Callable[[], EdgeConfig], writer: Eve
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"wsgate edge listening on {server.scheme}://{shown}:{port} "
                f"({serving_summary(config, admin)})", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, edge.request_reload)
     await stop.wait()
     click.echo("wsgate edge: " + _("draining"), err=True)
     await edge.shutdown()
@@ -187,6 +184,16 @@ class SingleEdge:
         self._reloading = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def start(self, admin_addr: tuple[str, int] | None) -> asyncio.Server | None:
+        """Listen, and start the admin listener if asked; a SIGHUP meanwhile waits."""
+        async with self._reloading:
+            await self.server.start()
+            if admin_addr is None:
+                return None
+            return await start_admin(*admin_addr, self.server.metrics.registry,
+                                     lambda: not self.server.draining,
+                                     lambda m, t: self.server.balancer.admin(m, t))
+
     def request_reload(self) -> None:
         task = asyncio.create_task(self.reload())
         self._tasks.add(task)
@@ -194,7 +201,7 @@ class SingleEdge:
 
     async def reload(self) -> None:
         async with self._reloading:
-            if self.server.draining:
+            if self.server.draining or self.server.listener is None:  # stopping / not up
                 return
             try:
                 config = self.load()
@@ -225,10 +232,14 @@ class SingleEdge:
                               "addresses; a reload needs one (listen on an IP address)")
         sock = socket.socket(fileno=os.dup(sockets[0].fileno()))
         new = EdgeServer(config, self.logger, self.server.metrics, self.writer)
+        # Both servers share one registry: only the new one's per-origin series (and
+        # health checks) may run, or a scrape would hold each of them twice.
+        self.server.balancer.stop()
         try:
             await new.start(sock=sock)
         except (OSError, ssl.SSLError) as exc:
             sock.close()
+            await self.server.balancer.start()
             raise ConfigError(f"listen: the new configuration cannot serve: {exc}") from None
         return new
 

@@ -196,10 +196,13 @@ class Supervisor:
 
     # lifecycle
     async def start(self) -> str | None:
-        """First generation and the admin listener; a problem as one line, or None."""
-        if self.config.admin_addr is not None:
-            self.admin = await start_admin(*self.config.admin_addr, self.registry, self.ready)
-        started = await self._start_generation(self.config, 1)
+        """First generation and the admin listener; a problem as one line, or None.
+        A SIGHUP meanwhile waits for it (the reload lock), then reloads."""
+        async with self._reloading:
+            if self.config.admin_addr is not None:
+                self.admin = await start_admin(*self.config.admin_addr, self.registry,
+                                               self.ready)
+            started = await self._start_generation(self.config, 1)
         if isinstance(started, str):
             return started
         self.current, self.generation = started, 1
@@ -234,7 +237,7 @@ class Supervisor:
 
     async def reload(self) -> None:
         async with self._reloading:
-            if self.stopping:
+            if self.stopping or not self.generation:  # stopping, or it never started
                 return
             try:
                 config = self.load()
@@ -443,6 +446,13 @@ async def supervise(config: EdgeConfig, load: Callable[[], EdgeConfig],
         click.echo("wsgate edge: " + _("cannot listen: {error}").format(error=exc.strerror or exc),
                    err=True)
         return 1
+    # Signals count from now: a SIGHUP or SIGTERM while the workers start must neither
+    # kill the supervisor (the default action) nor be lost.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
     try:
         problem = await supervisor.start()
     except OSError as exc:
@@ -453,11 +463,6 @@ async def supervise(config: EdgeConfig, load: Callable[[], EdgeConfig],
         await supervisor.stop()
         return 1
     click.echo(f"wsgate edge listening on {_listening(supervisor)}", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
     await stop.wait()
     click.echo("wsgate edge: " + _("draining"), err=True)
     await supervisor.stop()
