@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from wsgate.i18n import _
+
 ENV_PREFIX: Final = "WSGATE_EDGE_"
 MAX_WORKERS: Final = 256
 DEFAULT_SECRET_ENV: Final = "WSGATE_SECRET"  # noqa: S105 - a variable name
@@ -197,14 +199,16 @@ def parse_hostport(text: str, key: str) -> tuple[str, int]:
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or not rest.startswith(":"):
-            raise ConfigError(f"{key}: {text!r} is not [IPv6]:PORT")
+            raise ConfigError(_("{key}: {text!r} is not [IPv6]:PORT").format(key=key, text=text))
         port_text = rest[1:]
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or ":" in host:
-            raise ConfigError(f"{key}: {text!r} is not HOST:PORT (IPv6 needs [brackets])")
+            raise ConfigError(_("{key}: {text!r} is not HOST:PORT (IPv6 needs [brackets])").format(
+                                  key=key, text=text))
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"{key}: port {port_text!r} is not a number in 0-65535")
+        raise ConfigError(_("{key}: port {port!r} is not a number in 0-65535").format(
+                              key=key, port=port_text))
     return host or "0.0.0.0", int(port_text)
 
 
@@ -215,10 +219,11 @@ def parse_marker(text: str) -> tuple[str, str] | None:
     name, sep, value = text.partition(":")
     name, value = name.strip(), value.strip()
     if not sep:
-        raise ConfigError(f"marker_header: {text!r} must be 'Name: value'")
+        raise ConfigError(_("marker_header: {text!r} must be 'Name: value'").format(text=text))
     _check_header_name(name, "marker_header")
     if not _VALUE_RE.match(value):
-        raise ConfigError(f"marker_header: value {value!r} is not a valid header value")
+        raise ConfigError(_("marker_header: value {value!r} is not a valid header value").format(
+                              value=value))
     return name, value
 
 
@@ -227,14 +232,16 @@ def parse_origin(url: str, key: str) -> Origin:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{key}: {url!r} is not a valid URL ({exc})") from None
+        raise ConfigError(_("{key}: {url!r} is not a valid URL ({error})").format(
+                              key=key, url=url, error=exc)) from None
     if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"{key}: {url!r} must start with http:// or https://")
+        raise ConfigError(_("{key}: {url!r} must start with http:// or https://").format(
+                              key=key, url=url))
     if not parts.hostname:
-        raise ConfigError(f"{key}: {url!r} has no host")
+        raise ConfigError(_("{key}: {url!r} has no host").format(key=key, url=url))
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ConfigError(f"{key}: {url!r} must be scheme://host[:port] only "
-                          "(the client's path and query are forwarded unchanged)")
+        raise ConfigError(_("{key}: {url!r} must be scheme://host[:port] only (the client's path "
+                            "and query are forwarded unchanged)").format(key=key, url=url))
     port = port or (443 if parts.scheme == "https" else 80)
     host = parts.hostname.lower()
     shown = f"[{host}]" if ":" in host else host
@@ -244,7 +251,7 @@ def parse_origin(url: str, key: str) -> Origin:
 def parse_origins(entries: Any, key: str) -> tuple[tuple[Origin, ...], tuple[int, ...]]:
     """`origins = ["http://a:8501", {url = "http://b:8501", weight = 2}]` → origins, weights."""
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{key}: expected a non-empty list of origin URLs")
+        raise ConfigError(_("{key}: expected a non-empty list of origin URLs").format(key=key))
     origins: list[Origin] = []
     weights: list[int] = []
     for i, entry in enumerate(entries):
@@ -256,13 +263,16 @@ def parse_origins(entries: Any, key: str) -> tuple[tuple[Origin, ...], tuple[int
         else:
             url = entry
         if not isinstance(url, str):
-            raise ConfigError(f"{where}: expected a URL string or {{url = ..., weight = N}}")
+            raise ConfigError(_("{where}: expected a URL string or "
+                                "{{url = ..., weight = N}}").format(where=where))
         if isinstance(weight, bool) or not isinstance(weight, int) or \
                 not 1 <= weight <= MAX_WEIGHT:
-            raise ConfigError(f"{where}.weight: expected an integer from 1 to {MAX_WEIGHT}")
+            raise ConfigError(_("{where}.weight: expected an integer from 1 to {max}").format(
+                                  where=where, max=MAX_WEIGHT))
         origin = parse_origin(url, where)
         if origin in origins:
-            raise ConfigError(f"{where}: {origin.url} is listed twice")
+            raise ConfigError(_("{where}: {url} is listed twice").format(
+                                  where=where, url=origin.url))
         origins.append(origin)
         weights.append(weight)
     return tuple(origins), tuple(weights)
@@ -273,18 +283,21 @@ def parse_route(pattern: str, origin: str | list[Any], key: str) -> Route:
     `*` on the path makes it a prefix; no path means "/*". `origin` is one URL, or the
     `origins` list of a route with several."""
     if not pattern or any(c.isspace() for c in pattern):
-        raise ConfigError(f"{key}.pattern: {pattern!r} must be non-empty, without spaces")
+        raise ConfigError(_("{key}.pattern: {pattern!r} must be non-empty, without spaces").format(
+                              key=key, pattern=pattern))
     host, slash, path = pattern.partition("/")
     path = slash + path if slash else "/*"
     host = host.lower()
     if host == "*":
         host = ""
     if host and not re.fullmatch(r"(\*\.)?[a-z0-9.\-\[\]:]+", host):
-        raise ConfigError(f"{key}.pattern: host part {host!r} is not a host name")
+        raise ConfigError(_("{key}.pattern: host part {host!r} is not a host name").format(
+                              key=key, host=host))
     prefix = path.endswith("*")
     path = path.rstrip("*") if prefix else path
     if "*" in path:
-        raise ConfigError(f"{key}.pattern: '*' is allowed only at the end of the path")
+        raise ConfigError(_("{key}.pattern: '*' is allowed only at the end of the path").format(
+                              key=key))
     if isinstance(origin, str):
         only = parse_origin(origin, f"{key}.origin")
         return Route(pattern, host, path, prefix, only)
@@ -294,7 +307,8 @@ def parse_route(pattern: str, origin: str | list[Any], key: str) -> Route:
 
 def _check_header_name(value: str, key: str) -> None:
     if not _TOKEN_RE.match(value):
-        raise ConfigError(f"{key}: {value!r} is not a valid header name")
+        raise ConfigError(_("{key}: {value!r} is not a valid header name").format(
+                              key=key, value=value))
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
@@ -308,35 +322,43 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
                 return False
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(_("{key}: expected true or false, got {value!r}").format(
+                              key=key, value=value))
     if kind is int:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(_("{key}: expected an integer, got {value!r}").format(
+                                  key=key, value=value))
         if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
+            raise ConfigError(_("{key}: must not be negative, got {value}").format(
+                                  key=key, value=value))
         return value
     if kind is float:
         if isinstance(value, str):
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{key}: expected a number of seconds, got {value!r}") from None
+                raise ConfigError(_("{key}: expected a number of seconds, got {value!r}").format(
+                                      key=key, value=value)) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number of seconds, got {value!r}")
+            raise ConfigError(_("{key}: expected a number of seconds, got {value!r}").format(
+                                  key=key, value=value))
         if value < 0 or value != value or value == float("inf"):
-            raise ConfigError(f"{key}: must be a finite number >= 0, got {value}")
+            raise ConfigError(_("{key}: must be a finite number >= 0, got {value}").format(
+                                  key=key, value=value))
         return float(value)
     if kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(_("{key}: expected a string, got {value!r}").format(
+                                  key=key, value=value))
         return value
     # tuple[str, ...]
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        raise ConfigError(_("{key}: expected a list of strings, got {value!r}").format(
+                              key=key, value=value))
     return tuple(value)
 
 
@@ -354,8 +376,10 @@ def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
 def _reject_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        place = f" in [{where}]" if where else ""
-        raise ConfigError(f"{unknown[0]}: unknown key{place} (known: {', '.join(sorted(allowed))})")
+        known = ", ".join(sorted(allowed))
+        message = (_("{key}: unknown key in [{section}] (known: {known})") if where
+                   else _("{key}: unknown key (known: {known})"))
+        raise ConfigError(message.format(key=unknown[0], section=where, known=known))
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -368,13 +392,14 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if key in _TOP_SCALARS:
             out[key] = value
             continue
-        section, _, sub = key.partition("_")
+        section, _sep, sub = key.partition("_")
         if section in _SECTIONS and sub in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
             out.setdefault(section, {})[sub] = value
         elif key == "origin":
             out["origin"] = value
         else:
-            raise ConfigError(f"{name}: unknown wsgate edge environment variable")
+            raise ConfigError(_("{name}: unknown wsgate edge environment variable").format(
+                                  name=name))
     return out
 
 
@@ -393,15 +418,16 @@ def read_secret(secret_env: str, secret_file: str, environ: Mapping[str, str]) -
         try:
             secret = Path(secret_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"secret_file: cannot read {secret_file!r}: {exc.strerror}") from None
-        where = f"secret_file {secret_file!r}"
+            raise ConfigError(_("secret_file: cannot read {path!r}: {error}").format(
+                                  error=exc.strerror, path=secret_file)) from None
+        where = _("secret_file {path!r}").format(path=secret_file)
     else:
         secret = environ.get(secret_env, "").strip()
-        where = f"environment variable {secret_env}"
+        where = _("environment variable {name}").format(name=secret_env)
     if secret and not _VALUE_RE.match(secret):
         # Never echo the value itself.
-        raise ConfigError(f"secret: the value in {where} is not a valid header value "
-                          "(printable ASCII only)")
+        raise ConfigError(_("secret: the value in {where} is not a valid header value (printable "
+                            "ASCII only)").format(where=where))
     return secret
 
 
@@ -419,7 +445,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     for name, cls in _SECTIONS.items():
         sub = raw.pop(name, {})
         if not isinstance(sub, Mapping):
-            raise ConfigError(f"{name}: must be a table ([{name}])")
+            raise ConfigError(_("{name}: must be a table ([{name}])").format(name=name))
         _reject_unknown(sub, {f.name for f in dataclasses.fields(cls)}, name)
         sections[name] = _build(cls, sub, f"{name}.")
     hints = typing.get_type_hints(EdgeConfig)
@@ -439,9 +465,11 @@ def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"config: cannot read {str(path)!r}: {exc.strerror}") from None
+        raise ConfigError(_("config: cannot read {path!r}: {error}").format(
+                              path=str(path), error=exc.strerror)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config: {str(path)!r} is not valid TOML: {exc}") from None
+        raise ConfigError(_("config: {path!r} is not valid TOML: {error}").format(
+                              path=str(path), error=exc)) from None
     _reject_unknown(raw, _TOP_SCALARS | set(_SECTIONS) | {"routes"}, "")
     return raw
 
@@ -450,28 +478,31 @@ def _routes(origin: object, routes_raw: object) -> tuple[Route, ...]:
     """[[routes]] from the file, or one catch-all from `origin` (flag or env)."""
     if origin is not None:
         if not isinstance(origin, str):
-            raise ConfigError(f"origin: expected a URL string, got {origin!r}")
+            raise ConfigError(_("origin: expected a URL string, got {origin!r}").format(
+                                  origin=origin))
         routes_raw = [{"pattern": "*/*", "origin": origin}]
     if not routes_raw:
-        raise ConfigError("routes: no route configured (add [[routes]] to the config "
-                          "or pass --origin URL)")
+        raise ConfigError(_("routes: no route configured (add [[routes]] to the config or pass "
+                            "--origin URL)"))
     if not isinstance(routes_raw, list):
-        raise ConfigError("routes: must be an array of tables ([[routes]])")
+        raise ConfigError(_("routes: must be an array of tables ([[routes]])"))
     return tuple(_route(entry, f"routes[{i}]") for i, entry in enumerate(routes_raw))
 
 
 def _route(entry: object, key: str) -> Route:
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"{key}: must be a table with pattern and origin")
+        raise ConfigError(_("{key}: must be a table with pattern and origin").format(key=key))
     _reject_unknown(entry, _ROUTE_KEYS, "routes")
     if "origin" not in entry and "origins" not in entry:
-        raise ConfigError(f"{key}.origin: missing (origin = URL, or origins = [URL, ...])")
+        raise ConfigError(_("{key}.origin: missing (origin = URL, or origins = [URL, ...])").format(
+                              key=key))
     if "origin" in entry and "origins" in entry:
-        raise ConfigError(f"{key}: give either origin (one URL) or origins (a list)")
+        raise ConfigError(_("{key}: give either origin (one URL) or origins (a list)").format(
+                              key=key))
     if not isinstance(entry.get("pattern"), str):
-        raise ConfigError(f"{key}.pattern: missing or not a string")
+        raise ConfigError(_("{key}.pattern: missing or not a string").format(key=key))
     if "origin" in entry and not isinstance(entry["origin"], str):
-        raise ConfigError(f"{key}.origin: missing or not a string")
+        raise ConfigError(_("{key}.origin: missing or not a string").format(key=key))
     return parse_route(entry["pattern"], entry.get("origin", entry.get("origins")), key)
 
 
@@ -489,33 +520,38 @@ def validate(c: EdgeConfig, environ: Mapping[str, str] | None = None) -> None:
     if c.admin_listen:
         parse_hostport(c.admin_listen, "admin_listen")
     if c.public_host and not _PUBLIC_HOST_RE.fullmatch(c.public_host):
-        raise ConfigError(f"public_host: {c.public_host!r} is not host[:port]")
+        raise ConfigError(_("public_host: {value!r} is not host[:port]").format(
+                              value=c.public_host))
     if c.forwarded_proto not in ("auto", "http", "https"):
         raise ConfigError(
-            f"forwarded_proto: must be auto, http or https, got {c.forwarded_proto!r}")
+            _("forwarded_proto: must be auto, http or https, got {value!r}").format(
+                value=c.forwarded_proto))
     _validate_secret(c, os.environ if environ is None else environ)
     _validate_headers(c)
     _validate_files(c)
     _validate_limits(c)
     _validate_admission(c.admission)
     if not 1 <= c.workers <= MAX_WORKERS:
-        raise ConfigError(f"workers: must be \"auto\" or 1-{MAX_WORKERS}, got {c.workers}")
+        raise ConfigError(_("workers: must be \"auto\" or 1-{max}, got {value}").format(
+                              value=c.workers, max=MAX_WORKERS))
     _validate_balance(c)
 
 
 def _validate_secret(c: EdgeConfig, environ: Mapping[str, str]) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c.secret_env):
-        raise ConfigError(f"secret_env: {c.secret_env!r} is not an environment variable name")
+        raise ConfigError(_("secret_env: {name!r} is not an environment variable name").format(
+                              name=c.secret_env))
     if c.secret or c.insecure_no_secret:
         return
     if c.secret_file:
-        where = f"secret_file {c.secret_file!r} is empty"
+        where = _("secret_file {path!r} is empty").format(path=c.secret_file)
     elif c.secret_env in environ:
-        where = f"environment variable {c.secret_env} is empty"
+        where = _("environment variable {name} is empty").format(name=c.secret_env)
     else:
-        where = f"environment variable {c.secret_env} is not set"
-    raise ConfigError(f"secret: {where}; set it (or choose another with --secret-env / "
-                      "--secret-file), or pass --insecure-no-secret to run without one")
+        where = _("environment variable {name} is not set").format(name=c.secret_env)
+    raise ConfigError(_("secret: {where}; set it (or choose another with --secret-env / "
+                        "--secret-file), or pass --insecure-no-secret to run without one").format(
+                          where=where))
 
 
 def _validate_headers(c: EdgeConfig) -> None:
@@ -523,68 +559,72 @@ def _validate_headers(c: EdgeConfig) -> None:
     if c.client_ip_header:
         _check_header_name(c.client_ip_header, "client_ip_header")
         if c.client_ip_header.lower() == c.secret_header.lower():
-            raise ConfigError("client_ip_header: must differ from secret_header")
+            raise ConfigError(_("client_ip_header: must differ from secret_header"))
     parse_marker(c.marker_header)
     for name in c.strip_response_headers:
         _check_header_name(name, "strip_response_headers")
     for ext in c.cache.extensions:
         if not re.fullmatch(r"\.[A-Za-z0-9]+", ext):
-            raise ConfigError(f"cache.extensions: {ext!r} must look like '.js'")
+            raise ConfigError(_("cache.extensions: {ext!r} must look like '.js'").format(ext=ext))
     if c.cache.value and not _VALUE_RE.match(c.cache.value):
-        raise ConfigError(f"cache.value: {c.cache.value!r} is not a valid header value")
+        raise ConfigError(_("cache.value: {value!r} is not a valid header value").format(
+                              value=c.cache.value))
 
 
 def _validate_files(c: EdgeConfig) -> None:
     if bool(c.tls_cert) != bool(c.tls_key):
-        raise ConfigError("tls_cert: tls_cert and tls_key must be given together")
+        raise ConfigError(_("tls_cert: tls_cert and tls_key must be given together"))
     for key in ("tls_cert", "tls_key", "origin_ca_file"):
         value = getattr(c, key)
         if value and not Path(value).is_file():
-            raise ConfigError(f"{key}: file {value!r} does not exist")
+            raise ConfigError(_("{key}: file {value!r} does not exist").format(
+                                  key=key, value=value))
 
 
 def _validate_limits(c: EdgeConfig) -> None:
     lim = c.limits
     if lim.max_header_bytes < 1024:
-        raise ConfigError("limits.max_header_bytes: must be at least 1024")
+        raise ConfigError(_("limits.max_header_bytes: must be at least 1024"))
     if lim.max_header_count < 8:
-        raise ConfigError("limits.max_header_count: must be at least 8")
+        raise ConfigError(_("limits.max_header_count: must be at least 8"))
     if lim.write_buffer_bytes < 4096:
-        raise ConfigError("limits.write_buffer_bytes: must be at least 4096")
+        raise ConfigError(_("limits.write_buffer_bytes: must be at least 4096"))
     t = c.timeouts
     for name in ("connect", "upstream_response", "client_idle", "request_header",
                  "client_body", "drain"):
         if getattr(t, name) <= 0:
-            raise ConfigError(f"timeouts.{name}: must be greater than 0")
+            raise ConfigError(_("timeouts.{name}: must be greater than 0").format(name=name))
     if 0 < t.websocket_ping_interval < 1:
-        raise ConfigError("timeouts.websocket_ping_interval: use 0 (off) or at least 1 second")
+        raise ConfigError(_("timeouts.websocket_ping_interval: use 0 (off) or at least 1 second"))
 
 
 def _validate_balance(c: EdgeConfig) -> None:
     """The settings of routes with several origins: health checks, draining, cookie."""
     h = c.health
     if not h.path.startswith("/") or not _VALUE_RE.match(h.path):
-        raise ConfigError(f"health.path: {h.path!r} must be a path starting with /")
+        raise ConfigError(_("health.path: {path!r} must be a path starting with /").format(
+                              path=h.path))
     if h.interval < 0.1:
-        raise ConfigError("health.interval: must be at least 0.1 seconds")
+        raise ConfigError(_("health.interval: must be at least 0.1 seconds"))
     if not 0 < h.timeout <= h.interval:
-        raise ConfigError("health.timeout: must be greater than 0 and at most health.interval")
+        raise ConfigError(_("health.timeout: must be greater than 0 and at most health.interval"))
     for name in ("unhealthy_threshold", "healthy_threshold"):
         if getattr(h, name) < 1:
-            raise ConfigError(f"health.{name}: must be at least 1")
+            raise ConfigError(_("health.{name}: must be at least 1").format(name=name))
     _check_header_name(c.affinity_cookie, "affinity_cookie")
     known = {o.url for r in c.routes for o in r.origins}
     for i, url in enumerate(c.draining_origins):
         if parse_origin(url, f"draining_origins[{i}]").url not in known:
-            raise ConfigError(f"draining_origins[{i}]: {url!r} is not an origin of any route")
+            raise ConfigError(_("draining_origins[{i}]: {url!r} is not an origin of any "
+                                "route").format(i=i, url=url))
 
 
 def _validate_admission(a: AdmissionLimits) -> None:
     if a.burst and not a.max_requests_per_second_per_client:
-        raise ConfigError("admission.burst: set admission.max_requests_per_second_per_client "
-                          "too (burst is the size of that token bucket)")
+        raise ConfigError(_("admission.burst: set admission.max_requests_per_second_per_client "
+                            "too (burst is the size of that token bucket)"))
     if a.max_tracked_clients < 1000:
-        raise ConfigError("admission.max_tracked_clients: must be at least 1000")
+        raise ConfigError(_("admission.max_tracked_clients: must be at least 1000"))
 
 
 def ip_literal(text: str) -> bool:

@@ -12,8 +12,10 @@ from tests.support import LOOPBACK, edge_process, free_port, wait_until, wsgate_
 
 
 def wsgate_ja(*args: str) -> subprocess.CompletedProcess[str]:
+    env = environment()
+    env.pop("WSGATE_SECRET", None)  # the configuration-error cases need it unset
     return subprocess.run(wsgate_command("--lang", "ja", *args), capture_output=True,
-                          text=True, timeout=60, env=environment())
+                          text=True, timeout=60, env=env)
 
 
 def test_edge_help_is_japanese() -> None:
@@ -48,3 +50,18 @@ def test_a_running_edge_reports_in_japanese(workers: str) -> None:
     assert "シークレット用ヘッダー X-CF-Secret" in console
     assert "wsgate edge: ドレイン中\n" in console
     assert "wsgate edge: 停止しました\n" in console
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--origin", "ftp://x", "--insecure-no-secret"),
+     "routes[0].origin: 'ftp://x' は http:// か https:// で始めてください"),
+    (("--origin", "http://127.0.0.1:1"),
+     "secret: 環境変数 WSGATE_SECRET が設定されていません。"),
+    (("--origin", "http://127.0.0.1:1", "--insecure-no-secret", "--workers", "0"),
+     "workers: \"auto\" か 1-256 にしてください（指定値: 0）"),
+])
+def test_configuration_errors_are_japanese(args: tuple[str, ...], message: str) -> None:
+    result = wsgate_ja("edge", *args, "--check")
+    assert result.returncode == 2
+    assert result.stderr.startswith("wsgate edge: 設定エラー: " + message), result.stderr
+    assert english_prose(result.stderr) == [], result.stderr
