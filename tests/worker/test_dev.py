@@ -169,7 +169,10 @@ def test_dev_answers_like_the_edge_on_its_listen_address(origin: RecordingOrigin
         with urllib.request.urlopen(f"http://{LOOPBACK}:{dev.port}/echo", timeout=10) as resp:
             assert resp.status == 200
             assert resp.headers["X-Worker-Proxy"] == "Active"
-        assert "workerd serving http://127.0.0.1:" in dev.output()
+        # The line is printed once workerd listens, which can come just after the
+        # first answer is read: wait for it rather than race it.
+        assert wait_until(lambda: "workerd serving http://127.0.0.1:" in dev.output(),
+                          timeout=10), dev.output()[-2000:]
 
 
 def test_another_workerd_version_is_named_and_still_runs(
