@@ -61,6 +61,12 @@ class Origin:
         default = 443 if self.tls else 80
         return host if self.port == default else f"{host}:{self.port}"
 
+    def __hash__(self) -> int:
+        # Origins key dicts on every request (the pool, Host headers, the balancer):
+        # the normalised URL's cached str hash, not a tuple of every field each time.
+        # Equal origins have equal URLs, so this agrees with the generated __eq__.
+        return hash(self.url)
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -79,6 +85,11 @@ class Route:
             object.__setattr__(self, "origins", (self.origin,))
         if not self.weights:
             object.__setattr__(self, "weights", (1,) * len(self.origins))
+
+    def __hash__(self) -> int:
+        # As Origin's: a route keys the balancer's tables on every request, and the
+        # generated hash would hash every origin in turn. Equal routes have equal patterns.
+        return hash(self.pattern)
 
 
 @dataclass(frozen=True, slots=True)
