@@ -64,7 +64,10 @@ class Balancer:
             secure=config.forwarded_proto == "https" or bool(config.tls_cert),
             thresholds=config.health,
             draining=config.draining_origins)
-        self.tunnels: dict[Origin, set[Closable]] = {o: set() for o in self.balance.states}
+        # Only balanced origins' tunnels are tracked (to close them with 1012 when their
+        # origin goes down): a lone origin's WebSockets cost no entry here.
+        self.tunnels: dict[Origin, set[Closable]] = {
+            o: set() for o in self.balance.balanced_origins}
         self.checks: list[asyncio.Task[None]] = []
         self._collector: _OriginCollector | None = None
         self._tls: ssl.SSLContext | None = None
@@ -85,19 +88,20 @@ class Balancer:
         self._signal(origin, True, active=False)
 
     def websocket_opened(self, origin: Origin, tunnel: Closable) -> None:
-        state = self.balance.states.get(origin)
-        if state is None:
+        tunnels = self.tunnels.get(origin)
+        if tunnels is None:
             return
+        state = self.balance.states[origin]
         state.open_websockets += 1
-        self.tunnels[origin].add(tunnel)
+        tunnels.add(tunnel)
         if not state.up:  # it went down while this upgrade was in flight
             tunnel.shutdown(CLOSE_SERVICE_RESTART)
 
     def websocket_closed(self, origin: Origin, tunnel: Closable) -> None:
-        state = self.balance.states.get(origin)
-        if state is not None and tunnel in self.tunnels[origin]:
-            self.tunnels[origin].discard(tunnel)
-            state.open_websockets -= 1
+        tunnels = self.tunnels.get(origin)
+        if tunnels is not None and tunnel in tunnels:
+            tunnels.discard(tunnel)
+            self.balance.states[origin].open_websockets -= 1
 
     # --- lifecycle ---
 
