@@ -149,15 +149,25 @@ def test_limiter_windows_are_per_address_and_bounded() -> None:
     limiter = policy.RefusalLimiter(limit=1, window_s=10.0, max_addresses=2)
     assert limiter.note("a", 0.0, "missing", "/", False)[0]
     assert limiter.note("b", 0.0, "missing", "/", False)[0]
-    assert not limiter.note("a", 1.0, "mismatch", "/x", True)[0]
+    assert not limiter.note("a", 1.0, "missing", "/x", True)[0]
     # A third address evicts the oldest window, reporting what it had suppressed.
     log_it, due = limiter.note("c", 2.0, "missing", "/", False)
     assert log_it
     assert [(s.address, s.count, s.reason, s.path, s.is_websocket) for s in due] == [
-        ("a", 1, "mismatch", "/x", True)]
+        ("a", 1, "missing", "/x", True)]
     # After its window, an address is logged again.
     assert limiter.note("b", 11.0, "missing", "/", False)[0]
     assert limiter.flush() == []
+
+
+def test_the_first_refusal_of_each_reason_is_logged_and_each_reason_summarised() -> None:
+    """Past the limit, a flood of one reason must not hide that another began."""
+    limiter = policy.RefusalLimiter(limit=2, window_s=60.0)
+    seen = [limiter.note("a", i * 0.1, reason, "/", False)[0]
+            for i, reason in enumerate(["missing"] * 5 + ["mismatch"] * 3 + ["missing"])]
+    assert seen == [True, True, False, False, False, True, False, False, False]
+    summaries = sorted((s.reason, s.count) for s in limiter.due(now=100.0))
+    assert summaries == [("mismatch", 2), ("missing", 4)]
 
 
 def test_secret_sources() -> None:

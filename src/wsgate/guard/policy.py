@@ -9,7 +9,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from wsgate.i18n import LANGUAGES, N_, translator
@@ -202,13 +202,18 @@ def _quality(params: str) -> float:
 
 
 @dataclass(slots=True)
+class _Suppressed:
+    count: int = 0
+    path: str = ""
+    is_websocket: bool = False
+
+
+@dataclass(slots=True)
 class _Window:
     start: float
     logged: int = 0
-    suppressed: int = 0
-    last_reason: str = ""
-    last_path: str = ""
-    last_websocket: bool = False
+    reasons: set[str] = field(default_factory=set)  # reasons logged one by one so far
+    suppressed: dict[str, _Suppressed] = field(default_factory=dict)  # by reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +247,15 @@ class RefusalLimiter:
                 oldest = next(iter(self._windows))
                 due.extend(self._close(oldest))
             window = self._windows[address] = _Window(start=now)
-        if window.logged < self.limit:
+        # The first refusal of each reason is always logged, even past the limit: a
+        # flood of one reason must not hide that another began.
+        if window.logged < self.limit or reason not in window.reasons:
             window.logged += 1
+            window.reasons.add(reason)
             return True, due
-        window.suppressed += 1
-        window.last_reason, window.last_path = reason, path
-        window.last_websocket = is_websocket
+        held = window.suppressed.setdefault(reason, _Suppressed())
+        held.count += 1
+        held.path, held.is_websocket = path, is_websocket
         return False, due
 
     def due(self, now: float) -> list[Summary]:
@@ -271,8 +279,7 @@ class RefusalLimiter:
         return out
 
     def _close(self, address: str) -> list[Summary]:
+        """One summary per reason that had refusals counted instead of logged."""
         window = self._windows.pop(address)
-        if window.suppressed == 0:
-            return []
-        return [Summary(address, window.suppressed, window.last_reason, window.last_path,
-                        window.last_websocket)]
+        return [Summary(address, held.count, reason, held.path, held.is_websocket)
+                for reason, held in window.suppressed.items()]
