@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import selectors
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,24 @@ def run_logs(*args: str, stdin: bytes | None = None,
 
 def json_lines(output: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+
+
+def read_messages(process: subprocess.Popen[bytes], count: int,
+                  timeout: float = 15.0) -> list[str]:
+    """The next `count` JSON lines of the command's stdout, waiting at most `timeout` seconds."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    buffer, got = b"", list[str]()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while len(got) < count and time.monotonic() < deadline:
+            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            got.extend(json.loads(line)["message"] for line in complete if line)
+    return got

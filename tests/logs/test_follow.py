@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.logs.helpers import read_messages
 from tests.support import wsgate_command
 from wsgate.logs.follow import follow
 
@@ -80,25 +80,6 @@ def test_follow_waits_for_a_file_that_does_not_exist_yet(tmp_path: Path) -> None
     assert _next_lines(lines, 1) == ["late"]
 
 
-def _read_messages(process: subprocess.Popen[bytes], count: int) -> list[str]:
-    """The next `count` JSON lines of the command's stdout, waiting at most TIMEOUT."""
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    buffer, got = b"", list[str]()
-    deadline = time.monotonic() + TIMEOUT
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while len(got) < count and time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            got.extend(json.loads(line)["message"] for line in complete if line)
-    return got
-
 
 def test_logs_follow_command_keeps_up_with_a_rotating_file(tmp_path: Path) -> None:
     """The real command in a pipe: filtered JSON lines appear as the file grows."""
@@ -108,17 +89,17 @@ def test_logs_follow_command_keeps_up_with_a_rotating_file(tmp_path: Path) -> No
         wsgate_command("logs", "--follow", "--search", "keep", "--format", "json", str(path)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        assert _read_messages(process, 1) == ["keep 0"]  # it is reading: now change the file
+        assert read_messages(process, 1) == ["keep 0"]  # it is reading: now change the file
         with open(path, "ab") as writer:
             writer.write(_line("keep 1"))
         os.rename(path, tmp_path / "edge.log.1")
         path.write_bytes(_line("keep 2") + _line("nope"))
-        assert _read_messages(process, 2) == ["keep 1", "keep 2"]
+        assert read_messages(process, 2) == ["keep 1", "keep 2"]
         with open(path, "r+b") as writer:
             writer.truncate(0)
         # Shorter than what was read, so the truncation shows whenever it polls.
         path.write_bytes(_line("keep 3"))
-        assert _read_messages(process, 1) == ["keep 3"]
+        assert read_messages(process, 1) == ["keep 3"]
     finally:
         process.terminate()
         process.wait(TIMEOUT)

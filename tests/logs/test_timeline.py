@@ -4,14 +4,11 @@ refusal reason's first line; blank lines are no input; floats come out rounded."
 from __future__ import annotations
 
 import json
-import os
-import selectors
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.logs.helpers import json_lines, run_logs
+from tests.logs.helpers import json_lines, read_messages, run_logs
 from tests.support import wsgate_command
 from wsgate.logs.model import Event
 from wsgate.logs.reader import ReadStats, merge_by_time, read_events
@@ -70,24 +67,6 @@ def test_an_input_running_backwards_is_not_reordered() -> None:
     assert merged == [1, 5, 8, 6, 2, 9]
 
 
-def _read_messages(process: subprocess.Popen[bytes], count: int) -> list[str]:
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    buffer, got = b"", list[str]()
-    deadline = time.monotonic() + TIMEOUT
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while len(got) < count and time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            got.extend(json.loads(line)["message"] for line in complete if line)
-    return got
-
 
 def test_follow_merges_what_the_files_hold_and_what_they_get(tmp_path: Path) -> None:
     edge, origin = tmp_path / "edge.log", tmp_path / "origin.log"
@@ -97,13 +76,13 @@ def test_follow_merges_what_the_files_hold_and_what_they_get(tmp_path: Path) -> 
         wsgate_command("logs", "--follow", "--format", "json", str(edge), str(origin)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        assert _read_messages(process, 4) == ["e1", "o2", "e3", "o4"]
+        assert read_messages(process, 4) == ["e1", "o2", "e3", "o4"]
         # Lines written between two polls come out in time order too.
         with open(origin, "a") as writer:
             writer.write(_line(6, "o6"))
         with open(edge, "a") as writer:
             writer.write(_line(5, "e5"))
-        got = _read_messages(process, 2)
+        got = read_messages(process, 2)
         assert sorted(got) == ["e5", "o6"]
     finally:
         process.terminate()
