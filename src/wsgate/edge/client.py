@@ -48,6 +48,9 @@ class ClientConnection(StreamProtocol):
         self.served = 0  # exchanges finished on this connection
         self.handed_off = False
         self.upstream: StreamProtocol | None = None  # while an exchange uses one
+        # Held so the reader's task cannot be collected while it waits (asyncio keeps
+        # only weak references to tasks).
+        self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -63,7 +66,7 @@ class ClientConnection(StreamProtocol):
             self.close()
             return
         self.server.connections.add(self)
-        self.loop.create_task(self.run())
+        self.task = self.loop.create_task(self.run())
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
