@@ -259,7 +259,7 @@ class ClientConnection(StreamProtocol):
         if plan.websocket and admission.enabled and not self.admit_session(ex, origin,
                                                                            exclude is None):
             return False
-        ex.origin, ex.set_cookie = origin, set_cookie
+        ex.origin, plan.set_cookie = origin, set_cookie
         return True
 
     def admit_session(self, ex: Exchange, origin: Origin, answer: bool) -> bool:
@@ -309,7 +309,7 @@ class ClientConnection(StreamProtocol):
             return self.open_tunnel(ex, up, resp, head, rest, plan.key)
         ex.status = resp.status
         rp = xc.plan_response(resp, req, ex, self.server.rules, upgrade_refused=plan.websocket,
-                              draining=self.server.draining)
+                              draining=self.server.draining, set_cookie=plan.set_cookie)
         ex.to_client += len(rp.head)
         await self.send_response_body(uproto, rp, resp, rest, ex)
         if rp.keep_upstream:

@@ -166,6 +166,9 @@ class RequestPlan:
     head: bytes  # the upstream request head, ready to write
     framing: Framing  # the request body's: "none", "length" or "chunked"
     origin: Origin  # where `head` is addressed: the route's first origin until retarget
+    # The affinity cookie to set on the answer (several origins, a fresh choice). On the
+    # plan, not the exchange: it is not needed once the answer's head is written.
+    set_cookie: bytes | None = None
 
 
 def retarget(plan: RequestPlan, rules: EdgeRules, origin: Origin) -> None:
@@ -186,7 +189,7 @@ class Exchange:
     it on every path, and a second call is a bug the assertion shows at once."""
 
     __slots__ = ("admitted", "client_ip", "error", "error_class", "finished", "from_client", "host",
-                 "method", "origin", "req_id", "route", "scheme", "set_cookie", "status", "t0",
+                 "method", "origin", "req_id", "route", "scheme", "status", "t0",
                  "target", "to_client", "user_agent", "websocket")
 
     def __init__(self, t0: float, client_ip: str) -> None:
@@ -201,7 +204,6 @@ class Exchange:
         self.origin: Origin | None = None  # the origin that served it (several: the choice)
         # An upgrade admitted by admission control: the origin whose place it holds.
         self.admitted: Origin | None = None
-        self.set_cookie: bytes | None = None  # the balancer's affinity cookie, if new
         self.req_id = b""
         self.status = 0
         self.from_client = 0
@@ -319,7 +321,8 @@ def response_head(status: int, reason: bytes, headers: Headers) -> bytes:
 
 
 def plan_response(resp: ResponseHead, req: RequestHead, ex: Exchange, rules: EdgeRules, *,
-                  upgrade_refused: bool, draining: bool) -> ResponsePlan:
+                  upgrade_refused: bool, draining: bool,
+                  set_cookie: bytes | None = None) -> ResponsePlan:
     """Headers, framing and keep-alive of a non-101 answer. The client's framing
     follows h11's rules: an unknown length becomes chunked for an HTTP/1.1 client
     and ends with the connection for an HTTP/1.0 one."""
@@ -328,9 +331,9 @@ def plan_response(resp: ResponseHead, req: RequestHead, ex: Exchange, rules: Edg
     if not any(n == b"x-request-id" for n, _ in out):
         out.append((b"x-request-id", ex.req_id))
     # The affinity cookie is one browser's: never on an answer shared caches may keep.
-    if ex.set_cookie is not None and not any(
+    if set_cookie is not None and not any(
             n == b"cache-control" and b"public" in v.lower() for n, v in out):
-        out.append((b"set-cookie", ex.set_cookie))
+        out.append((b"set-cookie", set_cookie))
     # A refused upgrade never becomes a tunnel and the connection is not reused:
     # bytes the client sent after its upgrade request are not HTTP.
     keep = not draining and not upgrade_refused and req.keep_alive
