@@ -123,7 +123,6 @@ class Bench:
         self.checks: dict[str, object] = {}
         self.failed: dict[str, str] = {}
         self.origin: Process | None = None
-        self.extra_origins: list[Process] = []
         self.live: dict[str, Target] = {}
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -160,20 +159,9 @@ class Bench:
             return wsgate_target(wd, self.origin.port, self.secret, self.proxy_cpu,
                                  self.wsgate_args)
         if name == "wsgate-3":
-            ports = [self.origin.port, *(o.port for o in self.more_origins(wd))]
-            return wsgate_three_origins_target(wd, ports, self.secret, self.proxy_cpu,
-                                               self.wsgate_args)
+            return wsgate_three_origins_target(wd, self.origin.port, self.secret,
+                                               self.proxy_cpu, self.wsgate_args)
         raise ValueError(f"unknown target {name!r}")
-
-    def more_origins(self, wd: Path) -> list[Process]:
-        """Two more bench origins (on the client's CPU, like the first) for wsgate-3."""
-        if not self.extra_origins:
-            for i in (2, 3):
-                (wd / f"origin{i}").mkdir(parents=True, exist_ok=True)
-                origin = origin_process(wd / f"origin{i}", self.secret, self.client_cpu)
-                origin.start()
-                self.extra_origins.append(origin)
-        return self.extra_origins
 
     def request(self, target: Target) -> bytes:
         return wsclient.upgrade_request("127.0.0.1", target.port, "/ws",
@@ -200,9 +188,6 @@ class Bench:
         self.live.clear()
         if self.origin is not None:
             self.origin.stop()
-        for origin in self.extra_origins:
-            origin.stop()
-        self.extra_origins.clear()
 
     def verify(self, target: Target) -> dict[str, object]:
         """Prove the target does the job: secret and forwarded headers arrive, 101 works."""

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 LOOPBACK = "127.0.0.1"
 SECRET_HEADER = "X-CF-Secret"
@@ -103,10 +104,14 @@ class Target:
         return None if self.process is None else self.process.pid
 
 
+# The bench origin answers on each: `wsgate-3` addresses them as three origins.
+ORIGIN_HOSTS: Final = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+
+
 def origin_process(workdir: Path, secret: str, cpu: int | None) -> Process:
     port = free_port()
     argv = pinned(cpu, [sys.executable, str(BENCH / "origin.py"), "--port", str(port),
-                        "--secret-header", SECRET_HEADER])
+                        "--host", ",".join(ORIGIN_HOSTS), "--secret-header", SECRET_HEADER])
     return Process("origin", argv, port, workdir / "origin.log", {"WSGATE_SECRET": secret})
 
 
@@ -207,14 +212,16 @@ path = "/static/x.js"  # what the bench origin answers with 200
 """
 
 
-def wsgate_three_origins_target(workdir: Path, origin_ports: list[int], secret: str,
+def wsgate_three_origins_target(workdir: Path, origin_port: int, secret: str,
                                 cpu: int | None, extra_args: list[str]) -> Target:
     """`wsgate edge` with one route over three origins (affinity cookie, least-loaded
-    choice, health checks): the cost of several origins next to the one-origin target."""
+    choice, health checks). The three are the one bench origin process on three
+    loopback addresses (`ORIGIN_HOSTS`), so the client and the origin do exactly the
+    work they do for `wsgate`: the difference between the two targets is the edge's."""
     port = free_port()
     d = workdir / "wsgate-3"
     d.mkdir(parents=True, exist_ok=True)
-    origins = ", ".join(f'"http://127.0.0.1:{p}"' for p in origin_ports)
+    origins = ", ".join(f'"http://{host}:{origin_port}"' for host in ORIGIN_HOSTS)
     (d / "edge.toml").write_text(THREE_ORIGINS_TOML.format(
         port=port, log=d / "events.jsonl", admin=free_port(), origins=origins))
     argv = pinned(cpu, [sys.executable, "-m", "wsgate", "edge", "--config", str(d / "edge.toml"),
