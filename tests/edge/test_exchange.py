@@ -27,13 +27,7 @@ KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 def rules(**settings: Any) -> EdgeRules:
     config = load_config(None, {"origin": "http://127.0.0.1:8501", **settings},
                          {"WSGATE_SECRET": SECRET})
-    return EdgeRules(
-        routes=config.routes, request=hp.RequestPolicy.from_config(config),
-        response=hp.ResponsePolicy.from_config(config),
-        origin_hosts={r.origin: r.origin.host_header.encode() for r in config.routes},
-        max_header_count=config.limits.max_header_count,
-        max_header_bytes=config.limits.max_header_bytes,
-        max_body_bytes=config.limits.max_body_bytes)
+    return EdgeRules.from_config(config)
 
 
 RULES = rules()
@@ -57,8 +51,12 @@ def refusal(text: str, r: EdgeRules = RULES) -> ProxyError:
     return info.value
 
 
+def head_of(p: xc.RequestPlan, r: EdgeRules = RULES) -> bytes:
+    return b"".join(xc.upstream_head(p, r))
+
+
 def upstream_headers(p: xc.RequestPlan) -> list[tuple[bytes, bytes]]:
-    lines = p.head.split(b"\r\n")[1:-2]
+    lines = head_of(p).split(b"\r\n")[1:-2]
     return [(n, v) for n, _, v in (line.partition(b": ") for line in lines)]
 
 
@@ -72,7 +70,7 @@ def test_a_major_version_other_than_1_gets_505(version: bytes) -> None:
 
 def test_http_1_2_is_served_as_http_1() -> None:
     p, _ = plan("GET / HTTP/1.2\nHost: a")
-    assert p.head.startswith(b"GET / HTTP/1.1\r\n")
+    assert head_of(p).startswith(b"GET / HTTP/1.1\r\n")
 
 
 @pytest.mark.parametrize(("text", "status"), [
@@ -108,7 +106,7 @@ def test_upstream_head_rewrites_host_and_sets_the_edge_headers() -> None:
                  "X-Forwarded-For: 6.6.6.6\nX-Forwarded-Proto: https\nX-Real-IP: 6.6.6.6\n"
                  "Connection: keep-alive, X-Drop-Me\nX-Drop-Me: 1\nContent-Length: 2")
     sent = upstream_headers(p)
-    assert p.head.startswith(b"POST /p?q HTTP/1.1\r\n")
+    assert head_of(p).startswith(b"POST /p?q HTTP/1.1\r\n")
     assert sent[0] == (b"host", b"127.0.0.1:8501")
     assert [v for n, v in sent if n == b"x-cf-secret"] == [SECRET.encode()]
     assert [v for n, v in sent if n == b"x-forwarded-for"] == [b"192.0.2.1"]
@@ -119,6 +117,17 @@ def test_upstream_head_rewrites_host_and_sets_the_edge_headers() -> None:
     assert not any(n in (b"x-drop-me", b"connection") for n, _ in sent)
     assert (p.framing, p.websocket, p.key) == ("length", False, b"")
     assert ex.scheme == b"http" and ex.req_id
+
+
+def test_choosing_another_origin_changes_only_the_host_line() -> None:
+    r = rules(origin=None, routes=[{"pattern": "*/*", "origins": [
+        "http://127.0.0.1:8501", "http://127.0.0.2:8502"]}])
+    p, _ = plan("GET /x HTTP/1.1\nHost: app.example\nAccept: */*", r)
+    first = head_of(p, r)
+    p.origin = r.routes[0].origins[1]
+    second = head_of(p, r)
+    assert b"\r\nhost: 127.0.0.1:8501\r\n" in first
+    assert second == first.replace(b"host: 127.0.0.1:8501", b"host: 127.0.0.2:8502")
 
 
 @pytest.mark.parametrize(("settings", "sent", "expected"), [

@@ -255,11 +255,11 @@ class ClientConnection(StreamProtocol):
                     self.refuse(ex, ProxyError(502, "no-healthy-origin", "no healthy origin"))
                 return False
             origin, set_cookie = choice.origin, choice.set_cookie
-            xc.retarget(plan, self.server.rules, origin)
         if plan.websocket and admission.enabled and not self.admit_session(ex, origin,
                                                                            exclude is None):
             return False
-        ex.origin, plan.set_cookie = origin, set_cookie
+        ex.origin = plan.origin = origin
+        plan.set_cookie = set_cookie
         return True
 
     def admit_session(self, ex: Exchange, origin: Origin, answer: bool) -> bool:
@@ -296,7 +296,7 @@ class ClientConnection(StreamProtocol):
             raise PeerGone("the client went away")
         uproto = up.proto
         received_before = uproto.nbytes
-        uproto.write(plan.head)
+        uproto.writelines(xc.upstream_head(plan, self.server.rules))
         if resend:  # the first try read the body: there was none (see may_retry)
             if plan.framing == "chunked":
                 uproto.write(LAST_CHUNK)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
-from wsgate.config import Origin, Route
+from wsgate.config import EdgeConfig, Origin, Route
 from wsgate.edge.http1 import (
     BadMessage,
     BodyDecoder,
@@ -30,7 +30,8 @@ from wsgate.edge.http1 import (
     RequestHead,
     ResponseHead,
     decoder_for,
-    request_head,
+    header_block,
+    request_line,
 )
 from wsgate.logs.events import Severity
 from wsgate.policy import headers as hp
@@ -157,31 +158,37 @@ class EdgeRules:
     max_header_bytes: int
     max_body_bytes: int
 
+    @classmethod
+    def from_config(cls, config: EdgeConfig) -> EdgeRules:
+        lim = config.limits
+        return cls(
+            routes=config.routes,
+            request=hp.RequestPolicy.from_config(config),
+            response=hp.ResponsePolicy.from_config(config),
+            origin_hosts={o: o.host_header.encode() for r in config.routes for o in r.origins},
+            max_header_count=lim.max_header_count, max_header_bytes=lim.max_header_bytes,
+            max_body_bytes=lim.max_body_bytes)
+
 
 @dataclass(slots=True)
 class RequestPlan:
     route: Route
     websocket: bool
     key: bytes  # the client's Sec-WebSocket-Key ("" for plain HTTP)
-    head: bytes  # the upstream request head, ready to write
+    line: bytes  # the upstream request line
+    fields: bytes  # the upstream header lines after Host, and the head's empty line
     framing: Framing  # the request body's: "none", "length" or "chunked"
-    origin: Origin  # where `head` is addressed: the route's first origin until retarget
+    origin: Origin  # where it goes: the route's first origin until the balancer chooses
     # The affinity cookie to set on the answer (several origins, a fresh choice). On the
     # plan, not the exchange: it is not needed once the answer's head is written.
     set_cookie: bytes | None = None
 
 
-def retarget(plan: RequestPlan, rules: EdgeRules, origin: Origin) -> None:
-    """Address the plan to another origin of its route (several origins: the balancer's
-    choice). Only the Host line differs, and `upstream_headers` writes it first."""
-    if origin == plan.origin:
-        return
-    old = b"\r\nhost: " + rules.origin_hosts[plan.origin] + b"\r\n"
-    new = b"\r\nhost: " + rules.origin_hosts[origin] + b"\r\n"
-    line_end = plan.head.index(b"\r\n")
-    assert plan.head.startswith(old, line_end), "the Host line must come first"
-    plan.head = plan.head[:line_end] + new + plan.head[line_end + len(old):]
-    plan.origin = origin
+def upstream_head(plan: RequestPlan, rules: EdgeRules) -> list[bytes]:
+    """The upstream head, in pieces for one write. The Host line is the one part that
+    depends on the origin, so choosing another origin (the balancer, a retry) only sets
+    `plan.origin`."""
+    return [plan.line, b"host: ", rules.origin_hosts[plan.origin], b"\r\n", plan.fields]
 
 
 class Exchange:
@@ -291,8 +298,10 @@ def check_request(req: RequestHead, ex: Exchange, rules: EdgeRules) -> RequestPl
         up_headers.append(next(h for h in req.headers if h[0] == b"content-length"))
     key = (next((v for n, v in req.headers if n == b"sec-websocket-key"), b"")
            if websocket else b"")
-    return RequestPlan(route, websocket, key, request_head(req.method, req.target, up_headers),
-                       req.framing, route.origin)
+    host_header, *fields = up_headers  # Host comes first; upstream_head writes it
+    assert host_header[0] == b"host"
+    return RequestPlan(route, websocket, key, request_line(req.method, req.target),
+                       header_block(fields), req.framing, route.origin)
 
 
 # Phase 6: the response as the client gets it.

@@ -298,14 +298,23 @@ def decoder_for(framing: Framing, length: int = 0) -> BodyDecoder:
     return _DECODERS[framing](length)
 
 
-def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
-    """The upstream request head. Every name and value was validated already (the
-    client's by the request parser, the edge's own at startup)."""
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+def request_line(method: bytes, target: bytes) -> bytes:
+    return b"%b %b HTTP/1.1\r\n" % (method, target)
+
+
+def header_block(headers: Headers) -> bytes:
+    """Header lines and the empty line that ends a head. Every name and value was
+    validated already (the client's by the request parser, the edge's own at startup)."""
+    parts: list[bytes] = []
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
+    """A whole request head."""
+    return request_line(method, target) + header_block(headers)
 
 
 def chunk(data: bytes) -> bytes:

@@ -24,7 +24,6 @@ from wsgate.edge.metrics import EdgeMetrics
 from wsgate.edge.tunnel import Tunnel
 from wsgate.edge.upstream import UpstreamPool
 from wsgate.logs.events import EventWriter, edge_line, emit
-from wsgate.policy import headers as hp
 
 
 class EdgeServer:
@@ -40,13 +39,7 @@ class EdgeServer:
         self.metrics = metrics or EdgeMetrics()
         self.scheme = "https" if config.tls_cert else "http"
         lim, tmo = config.limits, config.timeouts
-        self.rules = EdgeRules(
-            routes=config.routes,
-            request=hp.RequestPolicy.from_config(config),
-            response=hp.ResponsePolicy.from_config(config),
-            origin_hosts={o: o.host_header.encode() for r in config.routes for o in r.origins},
-            max_header_count=lim.max_header_count, max_header_bytes=lim.max_header_bytes,
-            max_body_bytes=lim.max_body_bytes)
+        self.rules = EdgeRules.from_config(config)
         self.pool = UpstreamPool(connect_timeout=tmo.connect, idle_timeout=tmo.upstream_idle,
                                  keepalive=lim.upstream_keepalive,
                                  high_water=lim.write_buffer_bytes,
