@@ -140,7 +140,7 @@ class ClientConnection(StreamProtocol):
             return await self.proxy(req, ex, plan)
         finally:
             if ex.admitted is not None and not self.handed_off:
-                self.release_session(ex)  # no tunnel: the place is free again
+                self.server.release_session(ex)  # no tunnel: the place is free again
 
     async def read_head(self) -> RequestHead:
         """The next request head (phase 1), within `request_header` seconds of its first
@@ -267,7 +267,7 @@ class ClientConnection(StreamProtocol):
         ends; on a retry elsewhere the place moves with it. A refusal is answered only
         on the first choice (`answer`): on a retry the connect error is the answer."""
         if ex.admitted is not None:
-            self.release_session(ex)
+            self.server.release_session(ex)
         refusal = self.server.admission.open_websocket(ex.client_ip, origin.url, ex.t0)
         if refusal is not None:
             if answer:
@@ -276,10 +276,6 @@ class ClientConnection(StreamProtocol):
         ex.admitted = origin
         return True
 
-    def release_session(self, ex: Exchange) -> None:
-        assert ex.admitted is not None
-        self.server.admission.close_websocket(ex.client_ip, ex.admitted.url)
-        ex.admitted = None
 
     def failed(self, ex: Exchange, err: ProxyError) -> bool:
         if err.status < 500 or ex.status == 0:  # nothing of the answer was sent yet

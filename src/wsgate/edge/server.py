@@ -152,14 +152,20 @@ class EdgeServer:
         self.metrics.websocket_opened(ex.route.pattern if ex.route else "-",
                                       time.monotonic() - ex.t0)
 
+    def release_session(self, ex: Exchange) -> None:
+        """The place admission control gave an upgrade is free again (its tunnel ended,
+        or it never became one)."""
+        assert ex.admitted is not None
+        self.admission.close_websocket(ex.client_ip, ex.admitted.url)
+        ex.admitted = None
+
     def tunnel_done(self, tunnel: Tunnel, ex: Exchange) -> None:
         ex.finish()
         self.tunnels.discard(tunnel)
         if ex.origin is not None:
             self.balancer.websocket_closed(ex.origin, tunnel)
-        if ex.admitted is not None:  # the session's place at its origin is free again
-            self.admission.close_websocket(ex.client_ip, ex.admitted.url)
-            ex.admitted = None
+        if ex.admitted is not None:
+            self.release_session(ex)
         duration = time.monotonic() - tunnel.started
         error_class = tunnel.error_class
         route = ex.route
