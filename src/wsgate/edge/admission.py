@@ -6,8 +6,8 @@ window are logged one by one, the rest are counted into one summary event.
 
 The driver's side of the contract (docs/admission.md):
 - `connection_opened()` for each accepted client connection; False: answer
-  `connection_refusal` and close. `connection_closed()` once for each True, unless
-  the driver passed `open_connections` (its own count, which cannot drift).
+  `connection_refusal` and close. The count it checks is the driver's own
+  (`open_connections`), so it cannot drift from what is really open.
 - `check_request(client_ip, now)` before a plain request, `open_websocket(client_ip,
   origin_url, now)` before an upgrade goes upstream; `close_websocket` once for each
   admitted upgrade, when its tunnel ends or the upgrade fails.
@@ -41,16 +41,13 @@ def _log_through_logging(line: str) -> None:
 
 class Admission:
     def __init__(self, limits: AdmissionLimits, metrics: EdgeMetrics, *,
+                 open_connections: Callable[[], int],
                  write_line: Callable[[str], None] | None = None,
-                 open_connections: Callable[[], int] | None = None,
                  flood_limit: int = 10, flood_window_s: float = 60.0) -> None:
-        """`write_line` writes a summary event (default: the events logger);
-        `open_connections` tells how many client connections (tunnels included) are open
-        now. A driver that has that count passes it and never calls `connection_closed`;
-        without it, connections are counted here between opened and closed."""
+        """`open_connections` tells how many client connections (tunnels included) are
+        open now; `write_line` writes a summary event (default: the events logger)."""
         self.state = AdmissionState(limits)
         self.open_connections = open_connections
-        self._counted = 0
         self.enabled = self.state.enabled
         self.metrics = metrics
         self.write_line = write_line or _log_through_logging
@@ -60,17 +57,10 @@ class Admission:
 
     # connections
     def connection_opened(self) -> bool:
-        count = self.open_connections
-        if self.state.connection_opened(self._counted if count is None else count()):
+        if self.state.connection_opened(self.open_connections()):
             self.metrics.admission_refused("max_connections")
             return False
-        if count is None:
-            self._counted += 1
         return True
-
-    def connection_closed(self) -> None:
-        if self.open_connections is None:
-            self._counted = max(0, self._counted - 1)
 
     # requests and sessions
     def check_request(self, client_ip: str, now: float) -> Refusal | None:
